@@ -1,0 +1,28 @@
+"""MAC counting: a formula registry of pure functions (``formulas``), the list of ops that carry
+matrix work (``coverage``), and the dispatch mode that routes ops to formulas (``mode``)."""
+
+from .coverage import carries_matrix_work
+from .formulas import (
+    conv_macs,
+    formula_for,
+    matmul_macs,
+    mm_macs,
+    register_mac_formula,
+    registered_ops,
+    rnn_macs,
+    sdpa_macs,
+)
+from .mode import MacCounter
+
+__all__ = [
+    "MacCounter",
+    "carries_matrix_work",
+    "conv_macs",
+    "formula_for",
+    "matmul_macs",
+    "mm_macs",
+    "register_mac_formula",
+    "registered_ops",
+    "rnn_macs",
+    "sdpa_macs",
+]
