@@ -33,3 +33,23 @@ class MetaDeviceError(HookstatsError, RuntimeError):
 
 class UncountedOpsWarning(UserWarning):
     """Ops that do matrix-like work ran but have no MAC formula: totals are a lower bound."""
+
+
+class MetricError(HookstatsError, ValueError):
+    """A metric name, plugin or metric input is invalid (unknown name, bad registration...)."""
+
+
+class StoreError(HookstatsError, RuntimeError):
+    """The metric store cannot be opened, read or written (path, schema version, permissions)."""
+
+
+class CheckpointError(HookstatsError, RuntimeError):
+    """A checkpoint cannot be loaded (missing, corrupt, wrong keys or shapes)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint would need arbitrary code to load (a pickle with unknown globals): refused."""
+
+
+class TrackError(HookstatsError, RuntimeError):
+    """``track()`` is used in a way it does not support (e.g. nested on the same model)."""
