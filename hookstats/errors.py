@@ -27,7 +27,7 @@ class ForwardError(HookstatsError, RuntimeError):
         self.hook_point = hook_point
 
 
-class MetaDeviceError(HookstatsError, RuntimeError):
+class MetaDeviceError(ForwardError):
     """The model cannot run without real data (meta device and fake tensors both failed)."""
 
 

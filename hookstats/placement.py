@@ -111,7 +111,8 @@ class Placement:
 def _substitute_state(model: nn.Module, placement: Placement) -> dict[str, torch.Tensor]:
     tensors = dict(model.named_parameters())
     tensors.update(model.named_buffers())
-    return {name: placement._convert_tensor(t) for name, t in tensors.items()}
+    with torch.no_grad():
+        return {name: placement._convert_tensor(t) for name, t in tensors.items()}
 
 
 def plan_placement(
@@ -169,7 +170,8 @@ def build_inputs(
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise InputSpecError(f"kwargs= must be a dict of keyword arguments, got {kwargs!r}.")
     if input_shape is not None and inputs is not None:
-        raise InputSpecError("give either input_shape= (a dummy input is made) or inputs=, not both.")
+        raise InputSpecError(
+            "give either input_shape= (a dummy input is made) or inputs=, not both.")
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, list | tuple) else (input_shape,)
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):

@@ -90,7 +90,7 @@ def _forward(
     except Exception as exc:
         where = recorder.failed_in or "(model)"
         raise ForwardError(
-            f"forward raised {type(exc).__name__} in hook point '{where}' "
+            f"forward raised {type(exc).__name__} in module '{where}' "
             f"(on {placement.device}): {exc}",
             hook_point=where,
         ) from exc
@@ -207,7 +207,8 @@ def estimate_layerwise_stats(
     One row per layer that owns parameters and ran, in execution order, with exactly the
     columns ``layer, output_elements, parameter_bytes, activation_bytes, macs``.
     ``parameter_bytes`` and ``macs`` are the layer's own (a module's children have their own
-    rows), so both columns sum without double counting. Bytes follow each tensor's real element size.
+    rows), so both columns sum without double counting. Bytes follow each tensor's real
+    element size.
 
     Example:
         >>> import hookstats as hs
@@ -222,7 +223,7 @@ def estimate_layerwise_stats(
     rows = frame[(frame["calls"] > 0) & frame["hook_point"].isin(own_bytes)]
     table = pd.DataFrame({
         "layer": rows["hook_point"], "output_elements": rows["output_elements"],
-        "parameter_bytes": rows["hook_point"].map(own_bytes), "activation_bytes": rows["activation_bytes"],
-        "macs": rows["self_macs"],
+        "parameter_bytes": rows["hook_point"].map(own_bytes),
+        "activation_bytes": rows["activation_bytes"], "macs": rows["self_macs"],
     })
     return table.reset_index(drop=True)[SEED_COLUMNS]

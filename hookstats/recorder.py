@@ -6,8 +6,10 @@ running, and writes one :class:`~hookstats.records.CallRecord` per call of a sel
 :class:`~hookstats.counting.MacCounter`: MACs go to the innermost running hook point (``self``)
 and roll up to the enclosing ones when a call ends (``macs``).
 
-Every handle is removed in ``__exit__``, also when the forward raised; afterwards the stack
-tells which module was running when it raised (:attr:`CallRecorder.failed_in`).
+Only selected modules are hooked: PyTorch skips fused fast paths (``TransformerEncoderLayer``)
+for modules that carry hooks, so unselected modules are left alone. Every handle is removed in
+``__exit__``, also when the forward raised; the traceback then tells which module raised
+(:attr:`CallRecorder.failed_in`), hooked or not.
 
 Example:
     >>> import torch
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from types import TracebackType
 from typing import Any
 
 from torch import nn
@@ -41,8 +44,6 @@ class CallRecorder:
     Args:
         model: the model whose modules are hooked.
         points: the selected hook points; only they get call records.
-        locate_errors: also hook unselected modules so an error names the exact module that
-            raised (profile does; a low-overhead tracker may not).
         timing: record wall-clock latency per call (pre-hook to post-hook).
     """
 
@@ -51,17 +52,14 @@ class CallRecorder:
         model: nn.Module,
         points: list[HookPoint],
         *,
-        locate_errors: bool = True,
         timing: bool = False,
     ) -> None:
         self._model = model
         self._point_names = {id(p.module): p.name for p in points}
         self._module_names = {id(m): display_name(n) for n, m in model.named_modules()}
-        self._locate_errors = locate_errors
         self._timing = timing
         self._handles: list[RemovableHandle] = []
-        self._stack: list[tuple[str, CallRecord | None, float]] = []
-        self._selected: list[CallRecord] = []
+        self._stack: list[tuple[CallRecord, float]] = []
         self._call_counts: Counter[str] = Counter()
         self.calls: list[CallRecord] = []
         self.unattributed_macs = 0
@@ -70,9 +68,7 @@ class CallRecorder:
     # --- hook ownership -----------------------------------------------------------------------
 
     def __enter__(self) -> CallRecorder:
-        modules = self._model.modules() if self._locate_errors else (
-            m for m in self._model.modules() if id(m) in self._point_names
-        )
+        modules = [m for m in self._model.modules() if id(m) in self._point_names]
         try:
             for module in modules:
                 self._handles.append(
@@ -85,9 +81,20 @@ class CallRecorder:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc is not None and self._stack:
-            self.failed_in = self._stack[-1][0]
+        if exc is not None:
+            self.failed_in = self._raising_module(tb) or (
+                self._stack[-1][0].hook_point if self._stack else None)
         self.remove()
+
+    def _raising_module(self, tb: TracebackType | None) -> str | None:
+        """Name of the innermost module of the model whose code is in the traceback."""
+        found = None
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            if isinstance(owner, nn.Module) and id(owner) in self._module_names:
+                found = self._module_names[id(owner)]
+            tb = tb.tb_next
+        return found
 
     def remove(self) -> None:
         """Remove every hook this recorder registered (idempotent) and clear the call stack."""
@@ -95,14 +102,12 @@ class CallRecorder:
             handle.remove()
         self._handles.clear()
         self._stack.clear()
-        self._selected.clear()
 
     def reset(self) -> None:
         """Forget recorded calls (used before a retry on another device)."""
         self.calls.clear()
         self._call_counts.clear()
         self._stack.clear()
-        self._selected.clear()
         self.unattributed_macs = 0
         self.failed_in = None
 
@@ -111,45 +116,36 @@ class CallRecorder:
     @property
     def current_point(self) -> str | None:
         """Name of the innermost selected hook point now running, if any."""
-        return self._selected[-1].hook_point if self._selected else None
+        return self._stack[-1][0].hook_point if self._stack else None
 
     def add_macs(self, macs: int) -> None:
         """Attribute ``macs`` to the innermost running hook point."""
-        if self._selected:
-            self._selected[-1].self_macs += macs
+        if self._stack:
+            self._stack[-1][0].self_macs += macs
         else:
             self.unattributed_macs += macs
 
     # --- hooks --------------------------------------------------------------------------------
 
     def _before_call(self, module: nn.Module, args: Any, kwargs: Any) -> None:
-        key = id(module)
-        name = self._point_names.get(key)
-        record = None
-        if name is not None:
-            index = self._call_counts[name]
-            self._call_counts[name] = index + 1
-            record = CallRecord(hook_point=name, call_index=index, order=len(self.calls),
-                                input_bytes=summarize_tensors(args, kwargs).nbytes)
-            self.calls.append(record)
-            self._selected.append(record)
-        location = name if name is not None else self._module_names.get(key, type(module).__name__)
-        started = time.perf_counter() if self._timing else 0.0
-        self._stack.append((location, record, started))
+        name = self._point_names[id(module)]
+        index = self._call_counts[name]
+        self._call_counts[name] = index + 1
+        record = CallRecord(hook_point=name, call_index=index, order=len(self.calls),
+                            input_bytes=summarize_tensors(args, kwargs).nbytes)
+        self.calls.append(record)
+        self._stack.append((record, time.perf_counter() if self._timing else 0.0))
 
     def _after_call(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if not self._stack:
             return
-        _, record, started = self._stack.pop()
-        if record is None:
-            return
+        record, started = self._stack.pop()
         if self._timing:
             record.latency_s = time.perf_counter() - started
-        self._selected.pop()
         summary = summarize_tensors(output)
         record.output_shapes = summary.shapes
         record.output_elements = summary.elements
         record.activation_bytes = summary.nbytes
         record.macs += record.self_macs
-        if self._selected:
-            self._selected[-1].macs += record.macs
+        if self._stack:
+            self._stack[-1][0].macs += record.macs
