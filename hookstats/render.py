@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
     from .report import Report
 
-__all__ = ["format_bytes", "format_count", "format_shape", "report_table"]
+__all__ = ["ReportView", "format_bytes", "format_count", "format_shape", "report_table"]
 
 _COUNT_UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
 _BYTE_UNITS = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
@@ -46,31 +48,59 @@ def format_shape(shape: object) -> str:
     return "×".join(str(s) for s in shape)  # type: ignore[union-attr]
 
 
-def report_table(report: Report, *, max_rows: int | None = None, title: str | None = None) -> Table:
-    """A rich table of a report: one row per hook point (indented by depth) and a totals row."""
+_WIDE = 100  # below this console width, the type and parameter-count columns are left out
+
+
+def report_table(
+    report: Report, *, max_rows: int | None = None, title: str | None = None,
+    compact: bool = False,
+) -> Table:
+    """A rich table of a report: one row per hook point (indented by depth) and a totals row.
+
+    ``compact`` leaves out the module type and parameter count, for narrow consoles.
+    """
     frame = report.to_frame()
     table = Table(title=title or f"hookstats profile ({report.device}, {report.dtype})",
-                  show_footer=False, header_style="bold")
-    for name, justify in (("hook point", "left"), ("type", "left"), ("calls", "right"),
-                          ("output shape", "left"), ("params", "right"),
-                          ("param bytes", "right"), ("act. bytes", "right"), ("MACs", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+                  header_style="bold", box=box.SIMPLE_HEAD)
+    columns = ["hook point", "calls", "output", "param mem", "act. mem", "MACs"]
+    if not compact:
+        columns[1:1] = ["type"]
+        columns[4:4] = ["params"]
+    for name in columns:
+        left = name in ("hook point", "type", "output")
+        table.add_column(name, justify="left" if left else "right", no_wrap=True,
+                         overflow="ellipsis", max_width=16 if name == "type" else None)
     rows = frame if max_rows is None else frame.head(max_rows)
     for row in rows.itertuples(index=False):
-        table.add_row(
-            "  " * int(row.depth) + str(row.hook_point), str(row.module_type), str(row.calls),
-            format_shape(row.output_shape), format_count(row.parameters),
-            format_bytes(row.parameter_bytes), format_bytes(row.activation_bytes),
-            format_count(row.macs),
-        )
+        cells = {
+            "hook point": "  " * int(row.depth) + str(row.hook_point),
+            "type": str(row.module_type), "calls": str(row.calls),
+            "output": format_shape(row.output_shape), "params": format_count(row.parameters),
+            "param mem": format_bytes(row.parameter_bytes),
+            "act. mem": format_bytes(row.activation_bytes), "MACs": format_count(row.macs),
+        }
+        table.add_row(*(cells[c] for c in columns))
     if max_rows is not None and len(frame) > max_rows:
-        table.add_row(Text(f"… {len(frame) - max_rows} more", style="dim"), *[""] * 7)
+        table.add_row(Text(f"… {len(frame) - max_rows} more", style="dim"))
+    totals = {
+        "hook point": Text("total", style="bold"), "calls": str(report.total("calls")),
+        "params": format_count(report.total("parameters")),
+        "param mem": format_bytes(report.total("parameter_bytes")),
+        "act. mem": format_bytes(report.total("activation_bytes")),
+        "MACs": format_count(report.total("macs")),
+    }
     table.add_section()
-    table.add_row(
-        Text("total", style="bold"), "", str(report.total("calls")), "",
-        format_count(report.total("parameters")), format_bytes(report.total("parameter_bytes")),
-        format_bytes(report.total("activation_bytes")), format_count(report.total("macs")),
-    )
+    table.add_row(*(totals.get(c, "") for c in columns))
     if report.uncounted_ops:
         table.caption = "uncounted ops (no MAC formula): " + ", ".join(sorted(report.uncounted_ops))
     return table
+
+
+class ReportView:
+    """What ``Report.__rich__`` returns: the table, compact on consoles under 100 columns."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield report_table(self.report, compact=options.max_width < _WIDE)

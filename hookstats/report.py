@@ -133,6 +133,6 @@ class Report:
         frame.to_csv(path, index=False)
 
     def __rich__(self) -> Any:
-        from .render import report_table
+        from .render import ReportView
 
-        return report_table(self)
+        return ReportView(self)
