@@ -11,6 +11,7 @@ This module also builds the dummy input of ``input_shape=`` and moves given inpu
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ def _check_dtype(dtype: torch.dtype | None) -> None:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (cpu for a model with none)."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device("cpu")
 

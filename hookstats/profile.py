@@ -27,7 +27,7 @@ from .placement import (
     plan_placement,
     resolve_model,
 )
-from .points import HookPoint, PointSpec, select_points
+from .points import ROOT_NAME, HookPoint, PointSpec, select_points
 from .recorder import CallRecorder
 from .records import PointInfo
 from .report import Report
@@ -48,31 +48,43 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def _nested_names(points: list[HookPoint]) -> set[str]:
+    """Names of selected points that have a selected descendant (found via name prefixes)."""
+    selected = {p.name for p in points}
+    nested = set()
+    for point in points:
+        if point.name == ROOT_NAME:
+            continue
+        parts = point.name.split(".")
+        ancestors = [".".join(parts[:i]) for i in range(1, len(parts))] + [ROOT_NAME]
+        nested.update(a for a in ancestors if a in selected)
+    return nested
+
+
+def _bytes_of(param: torch.Tensor, dtype: torch.dtype | None) -> int:
+    cast = dtype is not None and param.is_floating_point()
+    return param.numel() * (dtype.itemsize if cast else param.element_size())  # type: ignore[union-attr]
+
+
 def _point_infos(
     points: list[HookPoint], dtype: torch.dtype | None
 ) -> tuple[list[PointInfo], dict[int, tuple[int, int]]]:
     sizes: dict[int, tuple[int, int]] = {}
-    selected = {id(p.module) for p in points}
+    nested = _nested_names(points)
     infos = []
     for point in points:
         ids = []
         for param in point.module.parameters():
             if id(param) not in sizes:
-                cast = dtype is not None and param.is_floating_point()
-                item = dtype.itemsize if cast else param.element_size()  # type: ignore[union-attr]
-                sizes[id(param)] = (param.numel(), param.numel() * item)
+                sizes[id(param)] = (param.numel(), _bytes_of(param, dtype))
             ids.append(id(param))
-        own = sum(p.numel() * (dtype.itemsize if dtype is not None and p.is_floating_point()
-                                else p.element_size())
-                  for p in point.module.parameters(recurse=False))
-        nested = any(id(m) in selected for m in point.module.modules() if m is not point.module)
+        own = [_bytes_of(p, dtype) for p in point.module.parameters(recurse=False)]
         infos.append(PointInfo(
             name=point.name, module_type=point.type_name, depth=point.depth,
             is_leaf=point.is_leaf, parameters=sum(sizes[i][0] for i in ids),
-            parameter_bytes=sum(sizes[i][1] for i in ids),
-            owns_parameters=next(point.module.parameters(recurse=False), None) is not None,
-            own_parameter_bytes=own,
-            innermost=not nested, parameter_ids=frozenset(ids),
+            parameter_bytes=sum(sizes[i][1] for i in ids), owns_parameters=bool(own),
+            own_parameter_bytes=sum(own), innermost=point.name not in nested,
+            parameter_ids=frozenset(ids),
         ))
     return infos, sizes
 
