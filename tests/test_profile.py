@@ -155,3 +155,40 @@ def test_csv_and_rich_rendering(tmp_path):
     assert "1.53 MiB" in text  # conv1 activations: 1_605_632 B
     assert "33.02 M" in text  # total MACs
     assert "total" in text and "32×16×28×28" in text
+
+
+class FunctionalOps(nn.Module):
+    """Matrix work written with functional ops inside forward, no parameters."""
+
+    def forward(self, a, b, v):
+        x = torch.einsum("bij,bjk->bik", a, b)  # 2 * 3*4*5 = 120
+        y = torch.baddbmm(x, a, b)  # 120
+        z = a[0] @ v  # (3,4)@(4,) = 12
+        w = torch.addmv(z, a[1], v)  # 12
+        u = a.unsqueeze(1) @ b.unsqueeze(0)  # (2,1,3,4)@(1,2,4,5): batch 4 * 60 = 240
+        s = torch.nn.functional.linear(a, b[0].T)  # (2,3,4) x (5,4)^T: 6 * 20 = 120
+        return x, y, w, u, s
+
+
+def test_functional_ops_inside_forward_are_counted():
+    a, b, v = torch.randn(2, 3, 4), torch.randn(2, 4, 5), torch.randn(4)
+    report = hs.profile(FunctionalOps(), inputs=(a, b, v))
+    assert report.total("macs") == 120 + 120 + 12 + 12 + 240 + 120
+    assert hs.profile(FunctionalOps(), inputs=(a, b, v), device="meta").total("macs") == 624
+
+
+@pytest.mark.parametrize(("layer", "shape", "expected"), [
+    # out length 14 - 2*(3-1) = 10: 2 batch * 10 positions * 8 out ch * (4/2 in ch * 3) = 960
+    (nn.Conv1d(4, 8, 3, dilation=2, groups=2), (2, 4, 14), 2 * 10 * 8 * 2 * 3),
+    # stride 2, pad 1: out 4x4 ; 1 * 16 positions * 6 out * 3 in * 3*3
+    (nn.Conv2d(3, 6, 3, stride=2, padding=1), (1, 3, 8, 8), 16 * 6 * 3 * 9),
+    # 3-D: out 2x2x2 ; 1 * 8 * 4 * 2 * 27
+    (nn.Conv3d(2, 4, 3), (1, 2, 4, 4, 4), 8 * 4 * 2 * 27),
+    # transposed: every input position (2*5*5) times the weight (4 * 3/1 * 3*3)
+    (nn.ConvTranspose2d(4, 3, 3, stride=2), (2, 4, 5, 5), 50 * 4 * 3 * 9),
+    # depthwise: 1 * 36 positions * 8 ch * 1 * 9
+    (nn.Conv2d(8, 8, 3, padding=1, groups=8), (1, 8, 6, 6), 36 * 8 * 9),
+])
+def test_conv_modules_by_hand(layer, shape, expected):
+    assert hs.profile(layer, inputs=torch.randn(shape)).total("macs") == expected
+    assert hs.profile(layer, inputs=torch.randn(shape), device="meta").total("macs") == expected
