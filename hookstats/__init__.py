@@ -7,12 +7,17 @@
 """
 
 from .errors import (
+    CheckpointError,
     ForwardError,
     HookstatsError,
     InputSpecError,
     MetaDeviceError,
+    MetricError,
     PointSelectionError,
+    StoreError,
+    TrackError,
     UncountedOpsWarning,
+    UnsafeCheckpointError,
 )
 from .points import ROOT_NAME, HookPoint, select_points
 from .profile import estimate_layerwise_stats, profile
@@ -22,14 +27,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ROOT_NAME",
+    "CheckpointError",
     "ForwardError",
     "HookPoint",
     "HookstatsError",
     "InputSpecError",
     "MetaDeviceError",
+    "MetricError",
     "PointSelectionError",
     "Report",
+    "StoreError",
+    "TrackError",
     "UncountedOpsWarning",
+    "UnsafeCheckpointError",
     "__version__",
     "estimate_layerwise_stats",
     "profile",
