@@ -75,7 +75,9 @@ class ModularAdditionTask:
             raise MetricError(f"n_triples must be >= 1, got {self.n_triples}.")
 
     def default_input(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        columns = [a, b] if self.equals_token is None else [a, b, torch.full_like(a, self.equals_token)]
+        columns = [a, b]
+        if self.equals_token is not None:
+            columns.append(torch.full_like(a, self.equals_token))
         return torch.stack(columns, dim=1)
 
     def model_input(self, a: torch.Tensor, b: torch.Tensor) -> Any:
