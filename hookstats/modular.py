@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .errors import MetricError
+from .metrics.registry import register_metric
 from .points import display_name
 
 __all__ = ["ModularAdditionTask", "distance_irrelevance", "gradient_symmetricity"]
@@ -184,3 +185,26 @@ def distance_irrelevance(model: nn.Module, task: ModularAdditionTask) -> float:
     if not torch.isfinite(total) or total == 0:
         return math.nan
     return float(table.std(dim=0, unbiased=False).mean() / total)
+
+
+def _task_of(ctx: Any) -> ModularAdditionTask:
+    if not isinstance(ctx.task, ModularAdditionTask):
+        raise MetricError(
+            f"this metric needs task=hs.ModularAdditionTask(p), got {type(ctx.task).__name__}."
+        )
+    return ctx.task
+
+
+_TASK_HINT = "hs.ModularAdditionTask(p, embedding='embed')"
+
+
+@register_metric("gradient_symmetricity", category=2, needs=("task",), task_hint=_TASK_HINT)
+def _gradient_symmetricity_metric(ctx: Any) -> float:
+    """Mean cosine similarity of logit gradients at the two embeddings (pizza≈1, clock≈1/3)."""
+    return gradient_symmetricity(ctx.model, _task_of(ctx))
+
+
+@register_metric("distance_irrelevance", category=2, needs=("task",), task_hint=_TASK_HINT)
+def _distance_irrelevance_metric(ctx: Any) -> float:
+    """How little the correct logit depends on a-b (pizza low, clock≈1)."""
+    return distance_irrelevance(ctx.model, _task_of(ctx))

@@ -137,3 +137,20 @@ def test_task_errors():
         ModularAdditionTask(10)
     with pytest.raises(MetricError, match="names no module.*embedding='<hook point>'"):
         gradient_symmetricity(SumModel(), ModularAdditionTask(P, embedding="tok_emb"))
+
+
+def test_registered_as_category_two_plugins():
+    from hookstats.metrics import compute_metrics, metric_registry
+
+    assert {"gradient_symmetricity", "distance_irrelevance"} <= set(metric_registry.names(2))
+    torch.manual_seed(2)
+    model = SumModel(+1.0)
+    task = ModularAdditionTask(P, n_triples=30)
+    frame = compute_metrics(model, metrics=["gradient_symmetricity", "distance_irrelevance"],
+                            task=task)
+    values = frame.set_index(["hook_point", "metric"])["value"]
+    assert values[("(model)", "gradient_symmetricity")] == pytest.approx(1.0, abs=1e-12)
+    assert values[("(model)", "distance_irrelevance")] == distance_irrelevance(model, task)
+    assert set(frame.hook_point) == {"(model)"}  # category 2: the model row only
+    with pytest.raises(MetricError, match="ModularAdditionTask"):
+        compute_metrics(model, metrics=["gradient_symmetricity"])
