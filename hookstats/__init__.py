@@ -6,6 +6,7 @@
     32
 """
 
+from .devices import DEVICE_PRESETS, DeviceSpec, device_spec
 from .errors import (
     CheckpointError,
     ForwardError,
@@ -19,29 +20,61 @@ from .errors import (
     UncountedOpsWarning,
     UnsafeCheckpointError,
 )
+from .hardware import HardwareSummary, precision_tradeoffs, summarize_hardware
+from .metrics import (
+    MetricContext,
+    MetricRegistry,
+    MetricUndefined,
+    compute_metrics,
+    metric_registry,
+    register_metric,
+    unregister_metric,
+)
+from .modular import ModularAdditionTask, distance_irrelevance, gradient_symmetricity
 from .points import ROOT_NAME, HookPoint, select_points
 from .profile import estimate_layerwise_stats, profile
 from .report import Report
+from .track import Tracker, track
+from .track_report import TrackReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEVICE_PRESETS",
     "ROOT_NAME",
     "CheckpointError",
+    "DeviceSpec",
     "ForwardError",
+    "HardwareSummary",
     "HookPoint",
     "HookstatsError",
     "InputSpecError",
     "MetaDeviceError",
+    "MetricContext",
     "MetricError",
+    "MetricRegistry",
+    "MetricUndefined",
+    "ModularAdditionTask",
     "PointSelectionError",
     "Report",
     "StoreError",
     "TrackError",
+    "TrackReport",
+    "Tracker",
     "UncountedOpsWarning",
     "UnsafeCheckpointError",
     "__version__",
+    "compute_metrics",
+    "device_spec",
+    "distance_irrelevance",
     "estimate_layerwise_stats",
+    "gradient_symmetricity",
+    "metric_registry",
+    "precision_tradeoffs",
     "profile",
+    "register_metric",
     "select_points",
+    "summarize_hardware",
+    "track",
+    "unregister_metric",
 ]
