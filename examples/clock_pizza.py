@@ -25,7 +25,8 @@ import hookstats as hs
 class AttentionRateTransformer(nn.Module):
     """One layer: embed + position, attention mixed with uniform at rate alpha, ReLU MLP."""
 
-    def __init__(self, p: int, dim: int = 64, heads: int = 4, hidden: int = 256, alpha: float = 1.0):
+    def __init__(self, p: int, dim: int = 64, heads: int = 4, hidden: int = 256,
+                 alpha: float = 1.0) -> None:
         super().__init__()
         self.alpha, self.heads = alpha, heads
         self.embed = nn.Embedding(p, dim)
@@ -89,6 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
+    for suffix in ("", "-wal", "-shm"):  # a fresh store per run of the example
+        (args.out / f"metrics.sqlite{suffix}").unlink(missing_ok=True)
     store = hs.MetricStore(args.out / "metrics.sqlite")
     task = hs.ModularAdditionTask(args.p, embedding="embed")
     metrics = [*hs.metric_registry.names(category=1), "gradient_symmetricity",
@@ -123,7 +126,9 @@ def show_final(store: hs.MetricStore, out: Path) -> None:
         from hookstats.plots import plot_metric_history
     except ImportError:
         return
-    path = plot_metric_history(frame[frame.hook_point == "(model)"], out / "metrics.png")
+    shown = ["gradient_symmetricity", "distance_irrelevance", "l2", "spectral_norm"]
+    path = plot_metric_history(frame[frame.hook_point == "(model)"], out / "metrics.png",
+                               metric=shown, title="clock (alpha=1) vs pizza (alpha=0)")
     print(f"wrote {path}")
 
 
