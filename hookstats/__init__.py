@@ -6,6 +6,7 @@
     32
 """
 
+from .checkpoints import load_checkpoint
 from .devices import DEVICE_PRESETS, DeviceSpec, device_spec
 from .errors import (
     CheckpointError,
@@ -34,6 +35,8 @@ from .modular import ModularAdditionTask, distance_irrelevance, gradient_symmetr
 from .points import ROOT_NAME, HookPoint, select_points
 from .profile import estimate_layerwise_stats, profile
 from .report import Report
+from .store import MetricStore
+from .sweep import CheckpointLogger, SweepSummary, sweep
 from .track import Tracker, track
 from .track_report import TrackReport
 
@@ -43,6 +46,7 @@ __all__ = [
     "DEVICE_PRESETS",
     "ROOT_NAME",
     "CheckpointError",
+    "CheckpointLogger",
     "DeviceSpec",
     "ForwardError",
     "HardwareSummary",
@@ -53,11 +57,13 @@ __all__ = [
     "MetricContext",
     "MetricError",
     "MetricRegistry",
+    "MetricStore",
     "MetricUndefined",
     "ModularAdditionTask",
     "PointSelectionError",
     "Report",
     "StoreError",
+    "SweepSummary",
     "TrackError",
     "TrackReport",
     "Tracker",
@@ -69,12 +75,14 @@ __all__ = [
     "distance_irrelevance",
     "estimate_layerwise_stats",
     "gradient_symmetricity",
+    "load_checkpoint",
     "metric_registry",
     "precision_tradeoffs",
     "profile",
     "register_metric",
     "select_points",
     "summarize_hardware",
+    "sweep",
     "track",
     "unregister_metric",
 ]

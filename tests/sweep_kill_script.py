@@ -1,0 +1,33 @@
+"""Run a sweep in its own process, slowly, so that a test can SIGKILL it mid-way.
+
+Usage: python tests/sweep_kill_script.py STORE RUN GLOB SECONDS_PER_CHECKPOINT
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sweep_helpers import METRICS, build_mlp
+
+sweep_module = importlib.import_module("hookstats.sweep")  # hookstats.sweep is the function
+
+
+def main() -> None:
+    store, run, pattern, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    load = sweep_module.load_checkpoint
+
+    def slow_load(path):  # the delay makes the kill land between checkpoints or inside one
+        time.sleep(delay)
+        return load(path)
+
+    sweep_module.load_checkpoint = slow_load
+    sweep_module.sweep(pattern, build_mlp, store, run, METRICS, progress=False)
+
+
+if __name__ == "__main__":
+    main()
