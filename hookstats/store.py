@@ -12,6 +12,11 @@ refused. WAL mode lets many readers (other processes, a notebook, ``hookstats sh
 while one process writes; ``synchronous=NORMAL`` keeps every committed checkpoint through a
 crash of the writing process (a power cut may lose the last few, never half of one).
 
+This module owns :class:`MetricStore`'s public API (writing runs, checkpoints, failures and
+profiles; reading records, runs and failures; CSV/Parquet export). Opening the file and its
+transactions are in :mod:`hookstats.store_connection`, the tables and schema version in
+:mod:`hookstats.store_schema`, and the frame <-> row conversions in :mod:`hookstats.store_rows`.
+
 Example:
     >>> import pandas as pd
     >>> store = MetricStore(":memory:")
@@ -25,73 +30,35 @@ Example:
 from __future__ import annotations
 
 import json
-import math
-import os
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
 from os import PathLike
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-import torch
 
 from .errors import StoreError
+from .store_connection import StoreConnection
+from .store_rows import (
+    RECORD_COLUMNS,
+    find_or_add_run,
+    insert_run,
+    metric_rows,
+    names,
+    now,
+    records_frame,
+    records_query,
+)
+from .store_schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from .report import Report
 
 __all__ = ["RECORD_COLUMNS", "SCHEMA_VERSION", "MetricStore"]
 
-SCHEMA_VERSION = 1
-RECORD_COLUMNS = ["run", "step", "checkpoint", "hook_point", "metric", "value", "note"]
 IfExists = Literal["error", "skip", "replace"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY, run TEXT NOT NULL UNIQUE, created TEXT NOT NULL,
-    config TEXT NOT NULL, settings TEXT NOT NULL,
-    hookstats_version TEXT NOT NULL, torch_version TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    ckpt_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(run_id),
-    checkpoint TEXT NOT NULL, step INTEGER NOT NULL, completed TEXT NOT NULL,
-    n_rows INTEGER NOT NULL, seconds REAL, UNIQUE (run_id, checkpoint));
-CREATE TABLE IF NOT EXISTS metrics (
-    ckpt_id INTEGER NOT NULL REFERENCES checkpoints(ckpt_id), position INTEGER NOT NULL,
-    hook_point TEXT NOT NULL, metric TEXT NOT NULL, value REAL, note TEXT,
-    PRIMARY KEY (ckpt_id, position)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS failures (
-    run_id INTEGER NOT NULL REFERENCES runs(run_id), checkpoint TEXT NOT NULL, step INTEGER,
-    error TEXT NOT NULL, message TEXT NOT NULL, failed_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL, PRIMARY KEY (run_id, checkpoint));
-CREATE TABLE IF NOT EXISTS profiles (
-    run_id INTEGER PRIMARY KEY REFERENCES runs(run_id), info TEXT NOT NULL,
-    frame TEXT NOT NULL, created TEXT NOT NULL);
-"""
-_RECORDS_SQL = """
-SELECT r.run, c.step, c.checkpoint, m.hook_point, m.metric, m.value, COALESCE(m.note, '')
-FROM metrics m JOIN checkpoints c ON c.ckpt_id = m.ckpt_id JOIN runs r ON r.run_id = c.run_id
-"""
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _names(value: str | Sequence[str] | None) -> list[str] | None:
-    return None if value is None else [value] if isinstance(value, str) else list(value)
-
-
-def _hookstats_version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-class MetricStore:
+class MetricStore(StoreConnection):
     """A SQLite file of per-checkpoint metrics: tidy records, run metadata and failures.
 
     Args:
@@ -109,63 +76,10 @@ class MetricStore:
         >>> store.runs()  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | PathLike[str], *, read_only: bool = False,
-                 timeout: float = 30.0) -> None:
-        self.path = str(path)
-        memory = self.path == ":memory:"
-        file = Path(self.path)
-        if not memory and not file.parent.is_dir():
-            raise StoreError(
-                f"cannot create the store {self.path!r}: its folder '{file.parent}' does not "
-                "exist. Create it first (mkdir -p) or choose another path."
-            )
-        if not memory and file.exists() and not os.access(file, os.W_OK):
-            read_only = True
-        if read_only and (memory or not file.exists()):
-            raise StoreError(f"store {self.path!r} does not exist, so it cannot be read.")
-        self.read_only = read_only
-        self._lock = threading.RLock()
-        target = f"file:{file.resolve()}?mode=ro" if read_only else self.path
-        try:
-            self._conn = sqlite3.connect(target, timeout=timeout, isolation_level=None,
-                                         check_same_thread=False, uri=read_only)
-            self._open()
-        except sqlite3.Error as exc:
-            raise StoreError(
-                f"cannot open the store {self.path!r}: {exc}. Is it a hookstats store "
-                "(a SQLite file)?"
-            ) from None
-
-    def _open(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store {self.path!r} has schema version {version}, newer than the "
-                f"{SCHEMA_VERSION} this hookstats reads. Upgrade hookstats "
-                "(pip install -U hookstats)."
-            )
-        if self.read_only:
-            if version == 0:
-                raise StoreError(f"{self.path!r} is not a hookstats store (no schema version).")
-            return
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        if version < SCHEMA_VERSION:
-            with self._write("create the schema") as conn:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
     @property
     def schema_version(self) -> int:
         """The schema version written in the file."""
         return int(self._query("PRAGMA user_version")[0][0])
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        self._conn.close()
 
     def __enter__(self) -> MetricStore:
         return self
@@ -178,46 +92,6 @@ class MetricStore:
 
     def __repr__(self) -> str:
         return f"MetricStore({self.path!r}{', read_only=True' if self.read_only else ''})"
-
-    # -- low level -------------------------------------------------------------------------
-
-    def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
-        text = str(exc)
-        if "readonly" in text or "read-only" in text:
-            return StoreError(
-                f"cannot {doing}: the store {self.path!r} is read-only ({text}). Open a writable "
-                "copy, or fix the file's and folder's permissions."
-            )
-        return StoreError(f"cannot {doing} in the store {self.path!r}: {text}.")
-
-    @contextmanager
-    def _write(self, doing: str = "write") -> Iterator[sqlite3.Connection]:
-        if self.read_only:
-            raise StoreError(
-                f"cannot {doing}: the store {self.path!r} is open read-only. Open it with "
-                "MetricStore(path) from a process that may write the file."
-            )
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise self._error(exc, doing) from None
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise self._error(exc, doing) from None
-                raise
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise self._error(exc, "read") from None
 
     def _has_run(self, run: str) -> bool:
         return bool(self._query("SELECT 1 FROM runs WHERE run = ?", (run,)))
@@ -243,7 +117,7 @@ class MetricStore:
             found = conn.execute("SELECT config, settings FROM runs WHERE run = ?",
                                  (run,)).fetchone()
             if found is None:
-                _insert_run(conn, run, config_json, settings_json)
+                insert_run(conn, run, config_json, settings_json)
                 return
             for label, old, new, given in (("settings", found[1], settings_json, settings),
                                            ("config", found[0], config_json, config)):
@@ -269,9 +143,9 @@ class MetricStore:
             >>> MetricStore(":memory:").write_checkpoint("r", "step_1", 1, rows)
             True
         """
-        rows = _metric_rows(frame)
+        rows = metric_rows(frame)
         with self._write("write a checkpoint") as conn:
-            run_id = _run_id(conn, run)
+            run_id = find_or_add_run(conn, run)
             old = conn.execute("SELECT ckpt_id FROM checkpoints WHERE run_id = ? AND "
                                "checkpoint = ?", (run_id, checkpoint)).fetchone()
             if old is not None:
@@ -287,7 +161,7 @@ class MetricStore:
             ckpt_id = conn.execute(
                 "INSERT INTO checkpoints (run_id, checkpoint, step, completed, n_rows, seconds) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, checkpoint, int(step), _now(), len(rows), seconds)).lastrowid
+                (run_id, checkpoint, int(step), now(), len(rows), seconds)).lastrowid
             conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
                              [(ckpt_id, i, *row) for i, row in enumerate(rows)])
             conn.execute("DELETE FROM failures WHERE run_id = ? AND checkpoint = ?",
@@ -302,13 +176,13 @@ class MetricStore:
             >>> MetricStore(":memory:").record_failure("r", "bad.pt", "CheckpointError", "empty")
         """
         with self._write("record a failure") as conn:
-            run_id = _run_id(conn, run)
+            run_id = find_or_add_run(conn, run)
             conn.execute(
                 "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (run_id, "
                 "checkpoint) DO UPDATE SET step = excluded.step, error = excluded.error, "
                 "message = excluded.message, failed_at = excluded.failed_at, "
                 "attempts = attempts + 1",
-                (run_id, checkpoint, step, error, message, _now()))
+                (run_id, checkpoint, step, error, message, now()))
 
     def write_profile(self, run: str, report: Report, **info: Any) -> None:
         """Keep the layer-cost profile of ``run`` (one per run; a new one replaces it).
@@ -326,10 +200,10 @@ class MetricStore:
                 "total_macs": report.total("macs"),
                 "total_activation_bytes": report.total("activation_bytes")}
         with self._write("write a profile") as conn:
-            run_id = _run_id(conn, run)
+            run_id = find_or_add_run(conn, run)
             conn.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?)",
                          (run_id, json.dumps(info, default=str),
-                          frame.to_json(orient="split", index=False), _now()))
+                          frame.to_json(orient="split", index=False), now()))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -358,23 +232,10 @@ class MetricStore:
         Example:
             >>> store.to_frame(run="baseline", metric="l2")  # doctest: +SKIP
         """
-        runs, metrics, points = _names(run), _names(metric), _names(hook_point)
+        runs, metrics = names(run), names(metric)
         self._check_names("run", "SELECT run FROM runs", runs)
         self._check_names("metric", "SELECT DISTINCT metric FROM metrics", metrics)
-        where, params = [], []
-        for column, values in (("r.run", runs), ("m.metric", metrics)):
-            if values is not None:
-                where.append(f"{column} IN ({', '.join('?' * len(values))})")
-                params += values
-        if points is not None:
-            where.append("(" + " OR ".join("m.hook_point GLOB ?" for _ in points) + ")")
-            params += points
-        sql = _RECORDS_SQL + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._query(sql + " ORDER BY r.run_id, c.step, c.ckpt_id, m.position", params)
-        frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
-        frame["value"] = frame["value"].astype("float64")
-        frame["step"] = frame["step"].astype("int64")
-        return frame
+        return records_frame(self._query(*records_query(runs, metrics, names(hook_point))))
 
     def runs(self) -> pd.DataFrame:
         """One row per run: checkpoints done, steps, failures, rows, versions, config.
@@ -403,7 +264,7 @@ class MetricStore:
             >>> MetricStore(":memory:").checkpoints().empty
             True
         """
-        self._check_names("run", "SELECT run FROM runs", _names(run))
+        self._check_names("run", "SELECT run FROM runs", names(run))
         rows = self._query(
             "SELECT r.run, c.checkpoint, c.step, c.completed, c.n_rows, c.seconds FROM "
             "checkpoints c JOIN runs r ON r.run_id = c.run_id WHERE ? IS NULL OR r.run = ? "
@@ -468,46 +329,5 @@ class MetricStore:
         self.to_frame(**filters).to_parquet(path, index=False)
 
 
-def _insert_run(conn: sqlite3.Connection, run: str, config_json: str = "{}",
-                settings_json: str = "{}") -> int:
-    if not isinstance(run, str) or not run:
-        raise StoreError(f"a run name must be a non-empty string, got {run!r}.")
-    return int(conn.execute(
-        "INSERT INTO runs (run, created, config, settings, hookstats_version, torch_version) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (run, _now(), config_json, settings_json, _hookstats_version(), torch.__version__),
-    ).lastrowid)
-
-
-def _run_id(conn: sqlite3.Connection, run: str) -> int:
-    """The id of ``run`` inside a write transaction, creating the run when it is new."""
-    found = conn.execute("SELECT run_id FROM runs WHERE run = ?", (run,)).fetchone()
-    return int(found[0]) if found else _insert_run(conn, run)
-
-
 def _reopen(path: str, read_only: bool) -> MetricStore:
     return MetricStore(path, read_only=read_only)
-
-
-def _metric_rows(frame: pd.DataFrame) -> list[tuple[str, str, float | None, str | None]]:
-    missing = {"hook_point", "metric", "value"} - set(frame.columns)
-    if missing:
-        raise StoreError(
-            f"metric rows need columns hook_point, metric, value (and optionally note); "
-            f"missing {sorted(missing)}. Pass compute_metrics()'s frame."
-        )
-    duplicated = frame.duplicated(["hook_point", "metric"])
-    if duplicated.any():
-        first = frame[duplicated].iloc[0]
-        raise StoreError(
-            f"metric rows name ({first['hook_point']!r}, {first['metric']!r}) twice; each "
-            "hook point and metric must appear once per checkpoint."
-        )
-    notes = frame["note"] if "note" in frame.columns else [""] * len(frame)
-    rows = []
-    for point, metric, value, note in zip(frame["hook_point"], frame["metric"], frame["value"],
-                                          notes, strict=True):
-        number = float(value) if value is not None else math.nan
-        rows.append((str(point), str(metric), None if math.isnan(number) else number,
-                     str(note) if isinstance(note, str) and note else None))
-    return rows
