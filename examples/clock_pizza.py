@@ -7,7 +7,7 @@ alpha = 1 (learned attention). Both models are trained on the same pairs; every 
 steps all category-1 and category-2 metrics are logged through ``CheckpointLogger`` into a
 SQLite store, then a table and a plot of the metrics over training are written.
 
-Run:  python examples/clock_pizza.py [--p 59] [--steps 2000] [--out outputs/clock_pizza]
+Run:  python examples/clock_pizza.py [--p 59] [--steps 1000] [--out outputs/clock_pizza]
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ def train(alpha: float, args: argparse.Namespace, logger: hs.CheckpointLogger,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--p", type=int, default=59)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--log-every", type=int, default=250)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--weight-decay", type=float, default=1.0)
     parser.add_argument("--train-fraction", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
