@@ -101,7 +101,8 @@ def main() -> None:
         logger = hs.CheckpointLogger(store, run=name, metrics=metrics, points=["embed", "mlp.*"],
                                      task=task)
         _, test_accuracy = train(alpha, args, logger, task)
-        print(f"{name}: test accuracy {test_accuracy:.3f}")
+        print(f"{name}: test accuracy {test_accuracy:.3f} "
+              f"({time.perf_counter() - started:.0f} s so far)", flush=True)
     print(f"trained and logged both models in {time.perf_counter() - started:.0f} s")
     show_final(store, args.out)
 
