@@ -1,0 +1,168 @@
+"""``compute_metrics``: run registered metrics per hook point and for the whole model.
+
+The flow of one call:
+
+1. resolve ``metrics=`` against the registry (``None`` = every category-1 metric) and
+   ``points=`` with :func:`hookstats.points.select_points` (``None`` = every module);
+2. build one :class:`~hookstats.metrics.cache.ParamStore` (unique parameters, tied once; meta
+   and non-float tensors refused);
+3. prefetch in bulk what the requested metrics declare in ``needs``: all spectra (Gram
+   eigenvalues batched by size) or only sigma_max (Lanczos), and all pooled medians (one radix
+   pass per tensor);
+4. evaluate each metric on a :class:`~hookstats.metrics.context.MetricContext` per hook point;
+   undefined cases and plugin exceptions become NaN with a note, never a failed run.
+
+The model is never modified: no hooks, no attribute, ``requires_grad`` or device changes; metrics
+read detached tensors and plugins get copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import MetricError
+from ..points import ROOT_NAME, PointSpec, select_points
+from .cache import ParamStore
+from .context import MetricContext, MetricUndefined
+from .registry import MetricSpec, metric_registry
+
+COLUMNS = ["hook_point", "metric", "value", "note"]
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+__all__ = ["COLUMNS", "compute_metrics"]
+
+
+def _dtype(precision: str | torch.dtype) -> torch.dtype:
+    if isinstance(precision, torch.dtype) and precision in PRECISIONS.values():
+        return precision
+    if precision in PRECISIONS:
+        return PRECISIONS[precision]  # type: ignore[index]
+    raise MetricError(
+        f"precision must be 'float32' (default; bf16/fp16 weights are upcast) or 'float64', "
+        f"got {precision!r}."
+    )
+
+
+def _check_task(specs: list[MetricSpec], task: Any) -> None:
+    if task is not None:
+        return
+    for spec in specs:
+        if spec.category == 2:
+            hint = spec.task_hint or "the task object this metric's plugin documents"
+            raise MetricError(
+                f"metric {spec.name!r} is category 2: it needs the model's task. Pass "
+                f"task={hint} to compute_metrics, or leave {spec.name!r} out of metrics=."
+            )
+
+
+def _hook_points(model: nn.Module, points: PointSpec) -> list[tuple[str, nn.Module]]:
+    """``(model)`` first, then the selected hook points except the root (which it already is)."""
+    selected = select_points(model, points)
+    return [(ROOT_NAME, model)] + [(p.name, p.module) for p in selected if p.module is not model]
+
+
+def _kinds(spec: MetricSpec) -> Iterable[str]:
+    declared = [k for k in ("weights", "biases") if k in spec.needs]
+    return declared or ["weights", "biases"]
+
+
+def _prefetch(store: ParamStore, specs: list[MetricSpec],
+              members: dict[str, list[int]]) -> None:
+    """Bulk-compute what the category-1 metrics declare, once for every hook point."""
+    specs = [s for s in specs if s.category == 1]
+    needs = set().union(*(s.needs for s in specs)) if specs else set()
+    matrices = [p.index for p in store.params if p.is_matrix]
+    if "spectrum" in needs:
+        store.prefetch_spectra(matrices)
+    elif "sigma_max" in needs:
+        store.prefetch_sigma_max(matrices)
+    kinds = {k for s in specs if "median" in s.needs for k in _kinds(s)}
+    groups = []
+    for indices in members.values():
+        for kind in kinds:
+            group = [i for i in indices if store.params[i].is_bias == (kind == "biases")]
+            if group and all(store.finite(i) for i in group):
+                groups.append(group)
+    if groups:
+        store.prefetch_medians(groups)
+
+
+def _evaluate(spec: MetricSpec, ctx: MetricContext) -> tuple[float, str]:
+    """Run one metric: (value, note); never raises for a plugin's own failure."""
+    try:
+        result = spec.fn(ctx)
+    except MetricUndefined as exc:
+        return math.nan, str(exc)
+    except Exception as exc:  # a broken plugin must not fail the run
+        return math.nan, f"error: {type(exc).__name__}: {exc}"
+    try:
+        value = float(result)
+    except (TypeError, ValueError):
+        return math.nan, f"error: metric returned {type(result).__name__}, expected a float"
+    return value, ("" if value == value else "metric returned NaN")
+
+
+def compute_metrics(model: nn.Module, metrics: str | Iterable[str] | None = None,
+                    points: PointSpec = None, *, task: Any = None,
+                    precision: str = "float32") -> pd.DataFrame:
+    """Compute registered metrics for the whole model and for each selected hook point.
+
+    Args:
+        model: any ``nn.Module`` with real (non-meta) floating-point parameters; not modified.
+        metrics: a name, a list of names, or ``None`` for every category-1 metric.
+        points: hook point selection as in :func:`hookstats.select_points` (``None`` = every
+            module). A container's metrics pool all its descendants' parameters.
+        task: what category-2 metrics (e.g. the modular-addition ones) need; required when one
+            is requested.
+        precision: ``"float32"`` (default) or ``"float64"``: the dtype plugins see; bf16/fp16
+            weights are upcast, float64 weights never downcast. Built-in reductions and
+            spectra always accumulate in float64.
+
+    Returns:
+        A tidy DataFrame with columns ``hook_point, metric, value, note``: one ``(model)`` row
+        per metric (all unique weights of the model, tied tensors once), then one row per
+        selected hook point per category-1 metric. ``note`` is ``""`` or why ``value`` is NaN
+        (``"no bias parameters"``, ``"error: <plugin exception>"``, ...).
+
+    Raises:
+        MetricError: unknown metric names (the message lists the available ones), a
+            category-2 metric without ``task=``, a bad ``precision``, meta or non-float
+            parameters.
+        PointSelectionError: a ``points=`` entry that selects nothing.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> df = compute_metrics(model, ["l2", "spectral_norm"], points=nn.Linear)
+        >>> df["hook_point"].tolist()
+        ['(model)', '(model)', '0', '0', '2', '2']
+    """
+    if not isinstance(model, nn.Module):
+        raise MetricError(f"compute_metrics needs an nn.Module, got {type(model).__name__}.")
+    dtype = _dtype(precision)
+    specs = metric_registry.resolve(metrics)
+    _check_task(specs, task)
+    hook_points = _hook_points(model, points)
+    store = ParamStore(model, dtype)
+    members = {name: store.indices_of(module) for name, module in hook_points}
+    # A bulk failure (e.g. an SVD that does not converge) must not fail the run: the lazy
+    # path recomputes per metric and records the error in that metric's note instead.
+    with contextlib.suppress(Exception):
+        _prefetch(store, specs, members)
+    rows = []
+    for name, module in hook_points:
+        for spec in specs:
+            if spec.category == 2 and name != ROOT_NAME:
+                continue
+            ctx = MetricContext(name, module, store, members[name], task=task)
+            rows.append((name, spec.name, *_evaluate(spec, ctx)))
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["value"] = frame["value"].astype("float64")
+    return frame

@@ -1,0 +1,183 @@
+"""The shared expensive work: Gram singular values and their accuracy guard, Lanczos sigma_max,
+pooled medians, and which route compute_metrics takes for which metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from hookstats.metrics import compute_metrics, spectrum
+from hookstats.metrics.order import PooledMedian
+
+from models import TinyTransformer
+
+
+def svd64(a: np.ndarray | torch.Tensor) -> np.ndarray:
+    a = a.detach().double().numpy() if isinstance(a, torch.Tensor) else a
+    return np.linalg.svd(a, compute_uv=False)
+
+
+@pytest.mark.parametrize("shape", [(40, 7), (7, 40), (33, 33), (120, 260), (1, 9)])
+def test_gram_singular_values_match_float64_svd(shape):
+    a = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    g = spectrum.gram(a)
+    assert g.shape == (min(shape), min(shape)) and g.dtype == np.float64  # the smaller Gram
+    sv, ok = spectrum.gram_singular_values(g[None], [max(shape)])
+    reference = svd64(a.astype(np.float64))
+    assert bool(ok[0])
+    np.testing.assert_allclose(sv[0], reference, rtol=1e-9, atol=1e-12 * reference[0])
+
+
+def test_guard_sends_rank_deficient_matrices_to_svd():
+    rng = np.random.default_rng(2)
+    low = rng.standard_normal((200, 2)) @ rng.standard_normal((2, 150))  # rank 2
+    grams = np.stack([spectrum.gram(low), spectrum.gram(rng.standard_normal((200, 150)))])
+    _, ok = spectrum.gram_singular_values(grams, [200, 200])
+    assert ok.tolist() == [False, True]
+    # 148 zero singular values: the Gram route would add ~sqrt(eps) * sigma_max for each
+    assert spectrum.singular_values(low).sum() == pytest.approx(svd64(low).sum(), rel=1e-12)
+
+
+def test_lanczos_top_eigenvalue_matches_eigvalsh():
+    rng = np.random.default_rng(3)
+    grams = [spectrum.gram(rng.standard_normal((500, 300))) for _ in range(3)]  # Wishart
+    clustered = np.diag(np.linspace(1.0, 2.0, 300))
+    clustered[-1, -1] = 2.0 + 1e-7                 # top gap of 5e-8, relative
+    rotation = np.linalg.qr(rng.standard_normal((300, 300)))[0]
+    rank_one = np.outer(np.arange(1.0, 81.0), np.arange(1.0, 81.0))  # invariant after 1 step
+    grams += [rotation @ clustered @ rotation.T, rank_one, np.zeros((300, 300)),
+              grams[0][:10, :10]]
+    for g in grams:                                # the last: below LANCZOS_DIRECT_BELOW
+        exact = np.linalg.eigvalsh(g)[-1]
+        assert spectrum.top_eigenvalue(g) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count calls into the spectrum routes that compute_metrics takes."""
+    calls = {"gram": 0, "full": 0, "lanczos": 0}
+
+    def wrap(name, key):
+        original = getattr(spectrum, name)
+
+        def counting(*args, **kwargs):
+            calls[key] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(spectrum, name, counting)
+
+    wrap("gram", "gram")
+    wrap("gram_singular_values", "full")
+    wrap("top_eigenvalue", "lanczos")
+    return calls
+
+
+def test_spectral_norm_alone_computes_no_full_spectrum(counted):
+    model = TinyTransformer()  # 8 matrices: embed, 2 x (qkv, out, mlp.0, mlp.2) ... + head
+    n_matrices = sum(1 for n, p in model.named_parameters() if p.ndim >= 2)
+    df = compute_metrics(model, ["spectral_norm", "trace_spectral"])
+    assert counted["full"] == 0 and counted["lanczos"] >= 1
+    assert counted["gram"] == n_matrices          # once per matrix, for all hook points
+    exact = np.mean([svd64(p.detach())[0] for n, p in model.named_parameters() if p.ndim >= 2])
+    assert df.iloc[0]["value"] == pytest.approx(exact, rel=1e-6)
+
+
+def test_full_spectrum_serves_sigma_max_too(counted):
+    model = TinyTransformer()
+    n_matrices = sum(1 for n, p in model.named_parameters() if p.ndim >= 2)
+    compute_metrics(model, ["sv_var", "spectral_norm"])
+    assert counted["lanczos"] == 0 and counted["gram"] == n_matrices
+    counted.update(gram=0, full=0)
+    compute_metrics(model, ["l1", "weight_median", "trace"])  # nothing spectral
+    assert counted == {"gram": 0, "full": 0, "lanczos": 0}
+
+
+# --- pooled medians ----------------------------------------------------------------------------
+
+finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+values = st.lists(st.one_of(finite32, st.sampled_from([0.0, -0.0, 1.0])), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(values, min_size=1, max_size=4))
+def test_pooled_median_equals_numpy_median_of_concatenation(parts):
+    sources = {i: torch.tensor(p, dtype=torch.float32) for i, p in enumerate(parts)}
+    medians = PooledMedian(sources)
+    groups = [tuple(range(len(parts))), (0,), tuple(range(0, len(parts), 2))]
+    medians.prefetch(groups)
+    for group in groups:
+        pooled = np.concatenate([np.asarray(parts[i], dtype=np.float32) for i in group])
+        expected = np.median(pooled.astype(np.float64)) if pooled.size else np.nan
+        assert medians.median(group) == pytest.approx(expected, nan_ok=True, rel=0, abs=0)
+
+
+def test_pooled_median_float64_and_bf16_sources():
+    exact64 = torch.tensor([0.1, 0.2, 0.3, 0.7], dtype=torch.float64)  # not float32-exact
+    bf16 = torch.tensor([1.5, -2.0, 3.25], dtype=torch.bfloat16)
+    medians = PooledMedian({0: exact64, 1: bf16})
+    assert medians.median([0]) == pytest.approx(0.25, rel=1e-15)     # (0.2 + 0.3) / 2
+    assert medians.median([1]) == 1.5
+    assert medians.median([0, 1]) == pytest.approx(0.3, rel=1e-15)  # -2,.1,.2,.3,.7,1.5,3.25
+
+
+def test_weight_median_of_nested_points_matches_numpy():
+    model = TinyTransformer()
+    df = compute_metrics(model, ["weight_median"], points="blocks.*")
+    for row in df.itertuples():
+        module = model if row.hook_point == "(model)" else model.get_submodule(row.hook_point)
+        weights = [p.detach().double().numpy().ravel()
+                   for n, p in module.named_parameters() if not n.endswith("bias")]
+        if weights:
+            assert row.value == np.median(np.concatenate(weights)), row.hook_point
+        else:  # GELU
+            assert row.note == "no weight parameters"
+
+
+def test_plugins_get_copies_not_the_model_tensors():
+    from hookstats.metrics import register_metric, unregister_metric
+
+    @register_metric("vandal")
+    def vandal(ctx) -> float:
+        for w in ctx.weights + ctx.matrices:
+            w.zero_()
+        return 0.0
+
+    model = nn.Linear(3, 3)
+    before = model.weight.detach().clone()
+    try:
+        compute_metrics(model, ["vandal"])
+    finally:
+        unregister_metric("vandal")
+    assert torch.equal(model.weight.detach(), before)
+
+
+def test_a_failing_matrix_spoils_only_the_points_containing_it(monkeypatch):
+    original = spectrum.gram
+
+    def failing(a):
+        if a.shape == (5, 3):  # only layers.1's matrix
+            raise np.linalg.LinAlgError("SVD did not converge")
+        return original(a)
+    monkeypatch.setattr(spectrum, "gram", failing)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(3, 5))
+    df = compute_metrics(model, ["sv_mean", "l2"])
+    rows = {(r.hook_point, r.metric): (r.value, r.note) for r in df.itertuples()}
+    for point in ("(model)", "1"):
+        assert np.isnan(rows[(point, "sv_mean")][0])
+        assert rows[(point, "sv_mean")][1] == "error: LinAlgError: SVD did not converge"
+        assert rows[(point, "l2")][1] == ""
+    assert rows[("0", "sv_mean")][0] == pytest.approx(svd64(model[0].weight).mean(), rel=1e-9)
+
+
+def test_parameters_sharing_storage_count_once():
+    a, b = nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False)
+    b.weight = nn.Parameter(a.weight.data)   # another Parameter object, the same values
+    model = nn.Sequential(a, b)
+    assert model[0].weight is not model[1].weight
+    df = compute_metrics(model, ["l1", "weight_var"], points="(model)")
+    l1 = a.weight.detach().double().abs().sum().item()
+    assert df["value"].tolist()[0] == pytest.approx(l1, rel=1e-12)   # K = 1, not 2
+    assert df["value"].tolist()[1] == pytest.approx(np.var(a.weight.detach().double().numpy()))
