@@ -152,6 +152,18 @@ def _fmt_macs(macs: object) -> str:
     return f"{macs:,}" if isinstance(macs, int) else str(macs)
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a
+    child started by a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 LLAMA_70B = dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
                  num_attention_heads=64, num_key_value_heads=8, vocab_size=128256,
                  max_position_embeddings=4096)
@@ -166,7 +178,7 @@ def llama_70b_child(tokens: int) -> None:
     ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
     params = sum(p.numel() for p in model.parameters())
     ours, report = _timed(lambda: hs.profile(model, inputs=ids, device="meta"), 2)
-    rss_after_hookstats = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_after_hookstats = _peak_rss_mib()
     reference, flops_macs = _timed(lambda: _flop_counter(model, (ids,)), 2)
     print(json.dumps({
         "params": params, "hookstats_s": ours, "flopcounter_s": reference,
