@@ -30,6 +30,7 @@ from torch import nn
 
 from .errors import MetricError
 from .metrics.registry import register_metric
+from .placement import eval_mode
 from .points import display_name
 
 __all__ = ["ModularAdditionTask", "distance_irrelevance", "gradient_symmetricity"]
@@ -105,18 +106,6 @@ def _embedding_module(model: nn.Module, task: ModularAdditionTask) -> nn.Module:
 
 
 @contextmanager
-def _function_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration, every module's flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
-@contextmanager
 def _captured(module: nn.Module) -> Iterator[list[torch.Tensor]]:
     """Replace the module's output by a leaf that requires grad; yield the list of leaves."""
     captured: list[torch.Tensor] = []
@@ -145,7 +134,7 @@ def gradient_symmetricity(model: nn.Module, task: ModularAdditionTask) -> float:
     a, b, c = torch.randint(0, task.p, (3, task.n_triples), generator=generator)
     module = _embedding_module(model, task)
     device = next(iter(model.parameters()), torch.empty(0)).device
-    with _function_mode(model), _captured(module) as captured, torch.enable_grad():
+    with eval_mode(model), _captured(module) as captured, torch.enable_grad():
         logits = task.class_logits(model(task.model_input(a.to(device), b.to(device))))
         if not captured:
             raise MetricError(f"the embedding hook point {task.embedding!r} did not run.")
@@ -165,7 +154,7 @@ def correct_logit_table(model: nn.Module, task: ModularAdditionTask) -> torch.Te
     b = torch.arange(p).repeat(p)
     device = next(iter(model.parameters()), torch.empty(0)).device
     values = []
-    with _function_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for start in range(0, p * p, task.batch_size):
             sa, sb = a[start:start + task.batch_size], b[start:start + task.batch_size]
             logits = task.class_logits(model(task.model_input(sa.to(device), sb.to(device))))

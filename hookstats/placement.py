@@ -12,8 +12,8 @@ This module also builds the dummy input of ``input_shape=`` and moves given inpu
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +23,21 @@ from torch.utils._pytree import tree_map
 
 from .errors import InputSpecError
 
-__all__ = ["Placement", "build_inputs", "fake_placement", "resolve_model"]
+__all__ = ["Placement", "build_inputs", "eval_mode", "fake_placement", "resolve_model"]
 
 ModelLike = nn.Module | Callable[[], nn.Module]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration; every module's own training flag is restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
 
 
 def _as_device(device: str | torch.device | None) -> torch.device | None:

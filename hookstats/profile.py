@@ -9,8 +9,7 @@ forward returns or raises.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -23,6 +22,7 @@ from .placement import (
     ModelLike,
     Placement,
     build_inputs,
+    eval_mode,
     fake_placement,
     plan_placement,
     resolve_model,
@@ -35,17 +35,6 @@ from .report import Report
 __all__ = ["estimate_layerwise_stats", "profile"]
 
 SEED_COLUMNS = ["layer", "output_elements", "parameter_bytes", "activation_bytes", "macs"]
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _nested_names(points: list[HookPoint]) -> set[str]:
@@ -191,7 +180,7 @@ def profile(
                                      batch_size=batch_size, inputs=inputs, kwargs=kwargs)
     infos, sizes = _point_infos(selected, dtype)
     fallback = None
-    with _eval_mode(module):
+    with eval_mode(module):
         if placement.device.type == "meta":
             recorder, counter, fallback = _forward_on_meta(module, selected, placement, args,
                                                            call_kwargs)
