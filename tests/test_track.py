@@ -77,7 +77,8 @@ def test_counts_shapes_bytes_and_macs_across_calls(timing):
     assert math.isnan(frame.loc["layers.0", "latency_ms"]) is (not timing)
 
 
-def test_steady_state_has_no_module_hooks_and_no_counter(monkeypatch):
+def _count_counters(monkeypatch) -> list:
+    """Make track() use a MacCounter that records each instance; return that list."""
     counters = []
 
     class CountingCounter(track_module.MacCounter):
@@ -86,6 +87,11 @@ def test_steady_state_has_no_module_hooks_and_no_counter(monkeypatch):
             counters.append(self)
 
     monkeypatch.setattr(track_module, "MacCounter", CountingCounter)
+    return counters
+
+
+def test_steady_state_has_no_module_hooks_and_no_counter(monkeypatch):
+    counters = _count_counters(monkeypatch)
     model = MLP((8, 16, 4))
     with track(model, timing=False) as t:
         for _ in range(10):
@@ -98,14 +104,7 @@ def test_steady_state_has_no_module_hooks_and_no_counter(monkeypatch):
 
 
 def test_timing_keeps_recorder_hooks_but_counts_once(monkeypatch):
-    counters = []
-
-    class CountingCounter(track_module.MacCounter):
-        def __init__(self, sink):
-            super().__init__(sink)
-            counters.append(self)
-
-    monkeypatch.setattr(track_module, "MacCounter", CountingCounter)
+    counters = _count_counters(monkeypatch)
     model = MLP((8, 16, 4))
     with track(model, timing=True) as t:
         for _ in range(5):
