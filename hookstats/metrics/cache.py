@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ from torch import nn
 from ..errors import MetricError
 from . import spectrum
 from .order import PooledMedian
+from .parallel import parallel_map
 
 __all__ = ["Param", "ParamStore", "TensorStats"]
 
@@ -123,6 +124,16 @@ def _float64(p: Param) -> np.ndarray:
     if t.dtype not in (torch.float16, torch.float32, torch.float64):
         t = t.to(torch.float32)  # bf16 and friends: exact in float32
     return t.numpy().astype(np.float64)
+
+
+def _native(p: Param) -> np.ndarray:
+    """``p`` as a 2-D float32/float64 numpy matrix, a view when it already is one (no copy)."""
+    t = p.source
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)  # bf16/fp16 and friends: exact in float32
+    return t.reshape(p.matrix_shape).numpy()
 
 
 def _stats_of(p: Param, a64: np.ndarray) -> TensorStats:
@@ -223,23 +234,20 @@ class ParamStore:
         """Compute the medians of many parameter sets with one pass per tensor."""
         self._medians.prefetch([tuple(g) for g in groups])
 
-    def _matrices64(self, indices: Iterable[int], with_stats: bool,
-                    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Float64 2-D copies of the finite, non-empty matrices among ``indices``, one at a
-        time; with ``with_stats`` their reductions are filled from the same copy on the way."""
-        for index in dict.fromkeys(indices):
-            p = self.params[index]
-            a64 = _float64(p).reshape(p.matrix_shape)
-            if with_stats and index not in self._stats:
-                self._stats[index] = _stats_of(p, a64)
-            elif index not in self._stats:
-                self._finite[index] = math.isfinite(float(a64.reshape(-1) @ a64.reshape(-1)))
-            if not self.finite(index):
-                continue
-            if a64.size:
-                yield index, a64
-            else:
-                self._spectra[index] = np.zeros(0)
+    def _spectrum_job(self, index: int) -> tuple[TensorStats, np.ndarray | None, np.ndarray | None]:
+        """One matrix's float64 work, run on a worker thread (pure: stores nothing):
+        ``(stats, gram, values)`` -- values now when its Gram is big (or the matrix is empty),
+        the Gram alone when it is small enough to be eigen-solved in a batch later."""
+        p = self.params[index]
+        a64 = _float64(p).reshape(p.matrix_shape)
+        stats = self._stats.get(index) or _stats_of(p, a64)
+        if not stats.finite or a64.size == 0:
+            return stats, None, (np.zeros(0) if stats.finite else None)
+        g = spectrum.gram(a64)
+        if g.shape[0] < _BATCH_BELOW:
+            return stats, g, None
+        sv, ok = spectrum.gram_singular_values(g[None], [max(a64.shape)])
+        return stats, None, np.ascontiguousarray(sv[0] if ok[0] else spectrum.svd_values(a64))
 
     def _store_spectra(self, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -> None:
         """Eigen-solve same-sized Grams together; SVD for those the accuracy guard rejects."""
@@ -253,25 +261,31 @@ class ParamStore:
             self._spectra[index] = np.ascontiguousarray(values)
 
     def prefetch_spectra(self, indices: Iterable[int]) -> None:
-        """Singular values of many matrices: Gram eigenvalues, small Grams batched by size."""
-        todo = [i for i in indices if i not in self._spectra and self.params[i].is_matrix]
+        """Singular values (and reductions) of many matrices, largest first on parallel
+        workers; Grams smaller than ``_BATCH_BELOW`` are eigen-solved in same-sized batches."""
+        todo = [i for i in dict.fromkeys(indices)
+                if i not in self._spectra and self.params[i].is_matrix]
+        todo.sort(key=lambda i: -self.params[i].source.numel())
         small: dict[int, list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
-        for index, a64 in self._matrices64(todo, with_stats=True):
-            g = spectrum.gram(a64)
-            r = g.shape[0]
-            if r >= _BATCH_BELOW:  # big: solve now, while the copy is at hand for a fallback
-                self._store_spectra([(index, g, a64)])
-            else:
-                small.setdefault(r, []).append((index, g, None))
+        for index, (stats, g, values) in zip(todo, parallel_map(self._spectrum_job, todo),
+                                            strict=False):
+            self._stats[index] = stats
+            if values is not None:
+                self._spectra[index] = values
+            elif g is not None:
+                small.setdefault(g.shape[0], []).append((index, g, None))
         for r, items in small.items():
             chunk = max(1, _GROUP_BYTES // (8 * r * r))
             for start in range(0, len(items), chunk):
                 self._store_spectra(items[start:start + chunk])
 
     def prefetch_sigma_max(self, indices: Iterable[int]) -> None:
-        """sigma_max of many matrices by Lanczos on their Grams (no full spectra, and no
-        reductions beyond a finiteness check)."""
+        """sigma_max of many matrices (:func:`spectrum.top_singular_value`: float32 direction,
+        float64 value; no full spectra, no float64 copies, no reductions beyond finiteness)."""
         todo = [i for i in indices if i not in self._sigma_max and i not in self._spectra
                 and self.params[i].is_matrix]
-        for index, a64 in self._matrices64(todo, with_stats=False):
-            self._sigma_max[index] = math.sqrt(spectrum.top_eigenvalue(spectrum.gram(a64)))
+        todo = [i for i in dict.fromkeys(todo) if self.finite(i)]
+        todo.sort(key=lambda i: -self.params[i].source.numel())
+        values = parallel_map(lambda i: spectrum.top_singular_value(_native(self.params[i])), todo)
+        for index, sigma in zip(todo, values, strict=False):
+            self._sigma_max[index] = sigma

@@ -1,0 +1,101 @@
+"""Solving many matrices at once: one worker thread per core, each with single-threaded BLAS.
+
+Eigen-solvers (LAPACK ``dsyevd``) spend half their time in memory-bound BLAS-2 and scale poorly
+with BLAS threads, while independent matrices scale almost perfectly across cores. So
+:func:`parallel_map` runs one job per matrix on a thread pool (numpy releases the GIL inside
+BLAS/LAPACK) and tells OpenBLAS, *for each worker thread only*, to use one thread
+(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27, the BLAS numpy's wheels ship). The
+caller's own BLAS thread setting is never touched.
+
+Without that per-thread control (another BLAS, an old OpenBLAS, a one-core machine) the jobs
+run one after another in the calling thread: two multi-threaded BLAS pools fighting over the
+same cores are slower than one (measured 1.8x slower on 2 cores).
+
+Example:
+    >>> list(parallel_map(lambda x: x * x, [1, 2, 3]))
+    [1, 4, 9]
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+__all__ = ["parallel_map", "worker_count"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+MAX_WORKERS = 8
+_LOCAL_THREADS = "openblas_set_num_threads_local"
+
+
+def _candidate_libraries() -> list[str]:
+    """Paths of the OpenBLAS libraries this process has loaded (numpy's bundled one first)."""
+    numpy_dir = Path(np.__file__).parent
+    bundled = sorted(str(p) for folder in (numpy_dir.parent / "numpy.libs", numpy_dir / ".dylibs")
+                     if folder.is_dir() for p in folder.iterdir() if "openblas" in p.name)
+    mapped: list[str] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            mapped = [line.split()[-1] for line in maps if "openblas" in line.lower()]
+    except OSError:  # not Linux
+        pass
+    return list(dict.fromkeys(bundled + mapped))
+
+
+@functools.cache
+def _set_local_threads() -> Callable[[int], int] | None:
+    """OpenBLAS's per-thread thread-count setter, or None when it cannot be found."""
+    for path in _candidate_libraries():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = getattr(library, _LOCAL_THREADS, None)
+        if setter is not None:
+            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+            return setter
+    return None
+
+
+def worker_count() -> int:
+    """Worker threads :func:`parallel_map` uses: the usable cores (at most ``MAX_WORKERS``),
+    or 1 when BLAS threads cannot be limited per thread."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    if cores <= 1 or _set_local_threads() is None:
+        return 1
+    return min(cores, MAX_WORKERS)
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None,
+                 ) -> Iterator[R]:
+    """``map(fn, items)``, in order, on ``workers`` threads with one BLAS thread each.
+
+    Jobs should be dominated by numpy/LAPACK calls (which release the GIL). Items are
+    submitted up front; an exception in a job is raised when its result is reached.
+    """
+    items = list(items)
+    workers = worker_count() if workers is None else workers
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    setter = _set_local_threads()
+
+    def job(item: T) -> R:
+        if setter is not None:
+            setter(1)  # this worker thread only; lasts for the thread's life
+        return fn(item)
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)),
+                            thread_name_prefix="hookstats-metrics") as pool:
+        yield from pool.map(job, items)
