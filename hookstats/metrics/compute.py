@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -73,16 +74,9 @@ def _kinds(spec: MetricSpec) -> Iterable[str]:
     return declared or ["weights", "biases"]
 
 
-def _prefetch(store: ParamStore, specs: list[MetricSpec],
-              members: dict[str, list[int]]) -> None:
-    """Bulk-compute what the category-1 metrics declare, once for every hook point."""
-    specs = [s for s in specs if s.category == 1]
-    needs = set().union(*(s.needs for s in specs)) if specs else set()
-    matrices = [p.index for p in store.params if p.is_matrix]
-    if "spectrum" in needs:
-        store.prefetch_spectra(matrices)
-    elif "sigma_max" in needs:
-        store.prefetch_sigma_max(matrices)
+def _prefetch_medians(store: ParamStore, specs: list[MetricSpec],
+                      members: dict[str, list[int]]) -> None:
+    """Pooled medians of every hook point's weights/biases (finite tensors only)."""
     kinds = {k for s in specs if "median" in s.needs for k in _kinds(s)}
     groups = []
     for indices in members.values():
@@ -92,6 +86,22 @@ def _prefetch(store: ParamStore, specs: list[MetricSpec],
                 groups.append(group)
     if groups:
         store.prefetch_medians(groups)
+
+
+def _prefetch(store: ParamStore, specs: list[MetricSpec],
+              members: dict[str, list[int]]) -> None:
+    """Bulk-compute what the category-1 metrics declare, once for every hook point: spectra
+    (or sigma_max) on the parallel workers, medians meanwhile on one more thread."""
+    specs = [s for s in specs if s.category == 1]
+    needs = set().union(*(s.needs for s in specs)) if specs else set()
+    matrices = [p.index for p in store.params if p.is_matrix]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookstats-medians") as side:
+        medians = side.submit(_prefetch_medians, store, specs, members)
+        if "spectrum" in needs:
+            store.prefetch_spectra(matrices)
+        elif "sigma_max" in needs:
+            store.prefetch_sigma_max(matrices)
+        medians.result()
 
 
 def _evaluate(spec: MetricSpec, ctx: MetricContext) -> tuple[float, str]:
