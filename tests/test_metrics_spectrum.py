@@ -71,11 +71,11 @@ SIGMA_CASES = {
     "top gap 1e-6": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-6, np.linspace(1, .5, 199)]),
     "top gap 1e-5": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-5, np.linspace(1, .5, 199)]),
     "all equal (orthogonal)": lambda: np.linalg.qr(
-        np.random.default_rng(6).standard_normal((128, 128)))[0].astype(np.float32),
-    "rank one": lambda: np.outer(np.arange(1.0, 301.0), np.ones(100)).astype(np.float32),
-    "tiny entries": lambda: np.random.default_rng(7).standard_normal((100, 100)) * 1e-30,
-    "huge entries": lambda: np.random.default_rng(8).standard_normal((100, 120)) * 1e30,
-    "float64, not float32-exact": lambda: _with_spectrum((150, 100), np.linspace(3, 1, 100),
+        np.random.default_rng(6).standard_normal((256, 256)))[0].astype(np.float32),
+    "rank one": lambda: np.outer(np.arange(1.0, 301.0), np.ones(200)).astype(np.float32),
+    "tiny entries": lambda: np.random.default_rng(7).standard_normal((300, 200)) * 1e-30,
+    "huge entries": lambda: np.random.default_rng(8).standard_normal((200, 240)) * 1e30,
+    "float64, not float32-exact": lambda: _with_spectrum((250, 200), np.linspace(3, 1, 200),
                                                          dtype=np.float64),
     "below the direct threshold": lambda: np.random.default_rng(9).standard_normal((40, 5)),
 }
@@ -92,14 +92,24 @@ def test_top_singular_value_matches_float64_svd(case):
     assert spectrum.top_singular_value(a) == pytest.approx(exact, rel=tolerance)
 
 
+def test_top_singular_value_takes_the_float32_route_above_the_direct_threshold(monkeypatch):
+    taken = []
+    original = spectrum._lanczos_direction
+    monkeypatch.setattr(spectrum, "_lanczos_direction", lambda g: taken.append(g.dtype) or
+                        original(g))
+    for case in ("tiny entries", "huge entries", "float64, not float32-exact", "rank one"):
+        spectrum.top_singular_value(SIGMA_CASES[case]())
+    assert taken == [np.float32] * 4
+
+
 def test_top_singular_value_of_zero_and_empty_matrices():
     assert spectrum.top_singular_value(np.zeros((200, 100), np.float32)) == 0.0
     assert spectrum.top_singular_value(np.zeros((0, 100), np.float32)) == 0.0
 
 
 def test_top_singular_value_falls_back_to_float64_when_float32_disagrees(monkeypatch):
-    a = np.random.default_rng(10).standard_normal((300, 100)).astype(np.float32)
-    monkeypatch.setattr(spectrum, "_lanczos_direction", lambda g: (np.ones((100, 1)), 1e9))
+    a = np.random.default_rng(10).standard_normal((300, 200)).astype(np.float32)
+    monkeypatch.setattr(spectrum, "_lanczos_direction", lambda g: (np.ones((200, 1)), 1e9))
     assert spectrum.top_singular_value(a) == pytest.approx(svd64(a.astype(np.float64))[0],
                                                            rel=1e-9)
 

@@ -3,9 +3,11 @@
 Eigen-solvers (LAPACK ``dsyevd``) spend half their time in memory-bound BLAS-2 and scale poorly
 with BLAS threads, while independent matrices scale almost perfectly across cores. So
 :func:`parallel_map` runs one job per matrix on a thread pool (numpy releases the GIL inside
-BLAS/LAPACK) and tells OpenBLAS, *for each worker thread only*, to use one thread
-(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27, the BLAS numpy's wheels ship). The
-caller's own BLAS thread setting is never touched.
+BLAS/LAPACK) with OpenBLAS set to one thread while the pool runs
+(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27, the BLAS numpy's wheels ship; despite
+its name it sets the process-wide count and returns the previous one). The previous count is
+restored when the pool is done, also on errors; BLAS calls that *other* threads of the process
+make meanwhile run single-threaded.
 
 Without that per-thread control (another BLAS, an old OpenBLAS, a one-core machine) the jobs
 run one after another in the calling thread: two multi-threaded BLAS pools fighting over the
@@ -90,12 +92,11 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None =
         yield from map(fn, items)
         return
     setter = _set_local_threads()
-
-    def job(item: T) -> R:
-        if setter is not None:
-            setter(1)  # this worker thread only; lasts for the thread's life
-        return fn(item)
-
-    with ThreadPoolExecutor(max_workers=min(workers, len(items)),
-                            thread_name_prefix="hookstats-metrics") as pool:
-        yield from pool.map(job, items)
+    previous = setter(1) if setter is not None else None
+    try:
+        with ThreadPoolExecutor(max_workers=min(workers, len(items)),
+                                thread_name_prefix="hookstats-metrics") as pool:
+            yield from pool.map(fn, items)
+    finally:
+        if setter is not None and previous is not None and previous > 0:
+            setter(previous)

