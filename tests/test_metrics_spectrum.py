@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from hookstats.metrics import compute_metrics, spectrum
+from hookstats.metrics import blocks, compute_metrics, spectrum
 from hookstats.metrics.order import PooledMedian
 
 from models import TinyTransformer
@@ -127,8 +127,13 @@ def counted(monkeypatch):
             return original(*args, **kwargs)
         monkeypatch.setattr(spectrum, name, counting)
 
-    wrap("gram", "gram")
     wrap("gram_singular_values", "full")
+    original_sums = blocks.matrix_sums
+
+    def counting_sums(a, with_gram):
+        calls["gram"] += bool(with_gram)
+        return original_sums(a, with_gram)
+    monkeypatch.setattr(blocks, "matrix_sums", counting_sums)
     wrap("top_singular_value", "sigma")
     return calls
 
@@ -213,13 +218,13 @@ def test_plugins_get_copies_not_the_model_tensors():
 
 
 def test_a_failing_matrix_spoils_only_the_points_containing_it(monkeypatch):
-    original = spectrum.gram
+    original = spectrum.gram_singular_values
 
-    def failing(a):
-        if a.shape == (5, 3):  # only layers.1's matrix
+    def failing(grams, long_sides):
+        if grams.shape[-1] == 3:  # only layers.1's matrix (5 x 3)
             raise np.linalg.LinAlgError("SVD did not converge")
-        return original(a)
-    monkeypatch.setattr(spectrum, "gram", failing)
+        return original(grams, long_sides)
+    monkeypatch.setattr(spectrum, "gram_singular_values", failing)
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(3, 5))
     df = compute_metrics(model, ["sv_mean", "l2"])
     rows = {(r.hook_point, r.metric): (r.value, r.note) for r in df.itertuples()}

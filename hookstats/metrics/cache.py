@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import MetricError
-from . import spectrum
+from . import blocks, spectrum
 from .order import PooledMedian
 from .parallel import parallel_map
 
@@ -145,25 +145,26 @@ def _native(p: Param) -> np.ndarray:
     return t.reshape(p.matrix_shape).numpy()
 
 
-def _stats_of(p: Param, a64: np.ndarray) -> TensorStats:
-    flat = a64.reshape(-1)
-    count = flat.size
+def _stats_of(p: Param, with_gram: bool = False) -> tuple[TensorStats, np.ndarray | None]:
+    """Float64 reductions of ``p`` (blockwise, no float64 copy of it) and, for a matrix with
+    ``with_gram``, its smaller float64 Gram from the same pass."""
+    a = _native(p) if p.is_matrix else _native(p).reshape(1, -1)
+    count = a.size
     if count == 0:
-        return TensorStats(0, math.nan, math.nan, True)
-    sumsq = float(flat @ flat)
-    total = float(flat.sum())
+        return TensorStats(0, math.nan, math.nan, True), None
+    sums = blocks.matrix_sums(a, with_gram and p.is_matrix)
+    sumsq, total = sums.sumsq, sums.total
     if not (math.isfinite(sumsq) and math.isfinite(total)):
-        return TensorStats(count, math.nan, math.nan, False)
+        return TensorStats(count, math.nan, math.nan, False), None
     mean = total / count
     m2 = sumsq - total * mean  # sum of squared deviations; exact enough unless it cancels:
     if m2 < _ONE_PASS_MIN * sumsq:  # |mean| >> std (e.g. a norm's scales): two passes
-        shifted = flat - mean
-        m2 = float(shifted @ shifted)
+        m2 = blocks.centred_sumsq(a, mean)
     if not p.is_matrix:
-        return TensorStats(count, mean, m2, True)
-    l1 = float(torch.linalg.vector_norm(torch.from_numpy(flat), 1))  # fused: no |x| temporary
-    return TensorStats(count, mean, m2, True, l1=l1, fro=math.sqrt(sumsq),
-                       trace=float(np.trace(a64.reshape(p.matrix_shape))))
+        return TensorStats(count, mean, m2, True), None
+    stats = TensorStats(count, mean, m2, True, l1=sums.abs_total, fro=math.sqrt(sumsq),
+                        trace=float(np.trace(a, dtype=np.float64)))
+    return stats, sums.gram
 
 
 class ParamStore:
@@ -210,7 +211,7 @@ class ParamStore:
     def stats(self, index: int) -> TensorStats:
         """Float64 reductions of parameter ``index`` (cached)."""
         if index not in self._stats:
-            self._stats[index] = _stats_of(self.params[index], _float64(self.params[index]))
+            self._stats[index] = _stats_of(self.params[index])[0]
         return self._stats[index]
 
     def singular_values(self, index: int) -> np.ndarray:
@@ -248,25 +249,24 @@ class ParamStore:
         ``(stats, gram, values)`` -- values now when its Gram is big (or the matrix is empty),
         the Gram alone when it is small enough to be eigen-solved in a batch later."""
         p = self.params[index]
-        a64 = _float64(p).reshape(p.matrix_shape)
-        stats = self._stats.get(index) or _stats_of(p, a64)
-        if not stats.finite or a64.size == 0:
+        stats, g = _stats_of(p, with_gram=True)
+        if g is None:  # empty or non-finite
             return stats, None, (np.zeros(0) if stats.finite else None)
-        g = spectrum.gram(a64)
         if g.shape[0] < _BATCH_BELOW:
             return stats, g, None
-        sv, ok = spectrum.gram_singular_values(g[None], [max(a64.shape)])
-        return stats, None, np.ascontiguousarray(sv[0] if ok[0] else spectrum.svd_values(a64))
+        sv, ok = spectrum.gram_singular_values(g[None], [max(p.matrix_shape)])
+        if not ok[0]:
+            return stats, None, spectrum.svd_values(_float64(p).reshape(p.matrix_shape))
+        return stats, None, np.ascontiguousarray(sv[0])
 
-    def _store_spectra(self, items: list[tuple[int, np.ndarray, np.ndarray | None]]) -> None:
+    def _store_spectra(self, items: list[tuple[int, np.ndarray]]) -> None:
         """Eigen-solve same-sized Grams together; SVD for those the accuracy guard rejects."""
-        sides = [max(self.params[i].matrix_shape) for i, _, _ in items]
-        sv, ok = spectrum.gram_singular_values(np.stack([g for _, g, _ in items]), sides)
-        for (index, _, a64), values, good in zip(items, sv, ok, strict=True):
+        sides = [max(self.params[i].matrix_shape) for i, _ in items]
+        sv, ok = spectrum.gram_singular_values(np.stack([g for _, g in items]), sides)
+        for (index, _), values, good in zip(items, sv, ok, strict=True):
             if not good:
                 p = self.params[index]
-                a64 = _float64(p).reshape(p.matrix_shape) if a64 is None else a64
-                values = spectrum.svd_values(a64)
+                values = spectrum.svd_values(_float64(p).reshape(p.matrix_shape))
             self._spectra[index] = np.ascontiguousarray(values)
 
     def prefetch_spectra(self, indices: Iterable[int]) -> None:
@@ -275,14 +275,14 @@ class ParamStore:
         todo = [i for i in dict.fromkeys(indices)
                 if i not in self._spectra and self.params[i].is_matrix]
         todo.sort(key=lambda i: -self.params[i].source.numel())
-        small: dict[int, list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
+        small: dict[int, list[tuple[int, np.ndarray]]] = {}
         for index, (stats, g, values) in zip(todo, parallel_map(self._spectrum_job, todo),
                                             strict=False):
             self._stats[index] = stats
             if values is not None:
                 self._spectra[index] = values
             elif g is not None:
-                small.setdefault(g.shape[0], []).append((index, g, None))
+                small.setdefault(g.shape[0], []).append((index, g))
         for r, items in small.items():
             chunk = max(1, _GROUP_BYTES // (8 * r * r))
             for start in range(0, len(items), chunk):

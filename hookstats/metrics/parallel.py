@@ -36,6 +36,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 MAX_WORKERS = 8
 _LOCAL_THREADS = "openblas_set_num_threads_local"
+_GETTERS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+            "openblas_get_num_threads64_")
 
 
 def _candidate_libraries() -> list[str]:
@@ -53,30 +55,44 @@ def _candidate_libraries() -> list[str]:
 
 
 @functools.cache
-def _set_local_threads() -> Callable[[int], int] | None:
-    """OpenBLAS's per-thread thread-count setter, or None when it cannot be found."""
+def _openblas() -> tuple[Callable[[int], int], Callable[[], int]] | None:
+    """OpenBLAS's thread-count setter (returning the previous count) and getter, or None."""
     for path in _candidate_libraries():
         try:
             library = ctypes.CDLL(path)
         except OSError:
             continue
         setter = getattr(library, _LOCAL_THREADS, None)
-        if setter is not None:
+        getter = next((getattr(library, n) for n in _GETTERS if hasattr(library, n)), None)
+        if setter is not None and getter is not None:
             setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-            return setter
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            return setter, getter
     return None
 
 
+def _set_local_threads() -> Callable[[int], int] | None:
+    found = _openblas()
+    return found[0] if found else None
+
+
 def worker_count() -> int:
-    """Worker threads :func:`parallel_map` uses: the usable cores (at most ``MAX_WORKERS``),
-    or 1 when BLAS threads cannot be limited per thread."""
+    """Worker threads :func:`parallel_map` uses: the BLAS thread budget the process set
+    (``OPENBLAS_NUM_THREADS``, default: the cores), capped by the usable cores and
+    ``MAX_WORKERS``; 1 when OpenBLAS's thread count cannot be controlled.
+
+    Example:
+        >>> 1 <= worker_count() <= MAX_WORKERS
+        True
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    if cores <= 1 or _set_local_threads() is None:
+    found = _openblas()
+    if cores <= 1 or found is None:
         return 1
-    return min(cores, MAX_WORKERS)
+    return max(1, min(cores, int(found[1]()), MAX_WORKERS))
 
 
 def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None,

@@ -1,0 +1,62 @@
+"""The worker pool behind bulk spectra: order, errors, the BLAS thread budget, same results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hookstats.metrics import compute_metrics
+from hookstats.metrics import parallel as par
+
+from models import TinyTransformer
+
+
+def test_parallel_map_keeps_order_and_values():
+    items = list(range(20))
+    assert list(par.parallel_map(lambda x: x * x, items, workers=2)) == [x * x for x in items]
+    assert list(par.parallel_map(lambda x: -x, items, workers=1)) == [-x for x in items]
+    assert list(par.parallel_map(lambda x: x, [], workers=2)) == []
+
+
+def test_parallel_map_raises_the_jobs_error_and_restores_blas_threads():
+    found = par._openblas()
+    before = found[1]() if found else None
+
+    def job(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad matrix 3")
+        return x
+
+    with pytest.raises(ValueError, match="bad matrix 3"):
+        list(par.parallel_map(job, range(8), workers=2))
+    if found:
+        assert found[1]() == before  # the process-wide BLAS thread count is back
+
+
+def test_blas_runs_single_threaded_inside_the_pool_only():
+    found = par._openblas()
+    if found is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS with a thread-count setter")
+    before = found[1]()
+    inside = list(par.parallel_map(lambda _: found[1](), range(4), workers=2))
+    assert inside == [1] * 4 and found[1]() == before
+
+
+def test_worker_count_follows_the_blas_thread_budget(monkeypatch):
+    monkeypatch.setattr(par, "_openblas", lambda: (lambda n: n, lambda: 1))
+    assert par.worker_count() == 1
+    monkeypatch.setattr(par, "_openblas", lambda: None)  # no control over BLAS: never parallel
+    assert par.worker_count() == 1
+
+
+def test_parallel_and_serial_compute_metrics_agree(monkeypatch):
+    model = TinyTransformer()
+    metrics = ["sv_mean", "sv_var", "spectral_norm", "l1", "weight_median"]
+    monkeypatch.setattr(par, "worker_count", lambda: 1)
+    serial = compute_metrics(model, metrics)
+    monkeypatch.setattr(par, "worker_count", lambda: 2)
+    parallel = compute_metrics(model, metrics)
+    sigma_only = compute_metrics(model, ["spectral_norm"])
+    np.testing.assert_allclose(parallel["value"], serial["value"], rtol=1e-12)
+    np.testing.assert_allclose(sigma_only["value"],
+                               serial[serial.metric == "spectral_norm"]["value"], rtol=1e-7)
