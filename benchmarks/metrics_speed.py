@@ -18,7 +18,9 @@ reference built from (b)'s per-matrix spectra and numpy medians/moments; the lar
 error is printed. Targets (issue 3): at least 3x faster than (a) and (c) for all metrics, at least
 20x for ``spectral_norm`` alone, every value within 1e-6 relative of float64 SVD.
 
-Timings on a shared machine are noisy; run it on an idle one for figures to quote.
+Timings on a shared machine are noisy; run it on an idle one for figures to quote. The
+hookstats runs are the median of ``--repeats`` (default 3) calls; each baseline runs
+``--baseline-repeats`` times (default 1: they take 5-30 s each) and its median is used.
 
 ``--threads N`` (default 2) sets OpenMP, MKL and OpenBLAS threads before numpy and torch load,
 so every contender gets the same budget. On an oversubscribed machine multi-threaded LAPACK can
@@ -229,13 +231,18 @@ def max_relative_error(model: nn.Module, frame: pd.DataFrame, ref: dict) -> tupl
 # --- driver ------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, object]:
+    """Median wall time of ``repeats`` calls of ``fn``, and the last call's result."""
+    times, result = [], None
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
 
 
-def bench(name: str, console: Console) -> list[tuple[str, str, float, str]]:
+def bench(name: str, console: Console, repeats: int, baseline_repeats: int,
+          ) -> list[tuple[str, str, float, str]]:
     model = build(name)
     params = unique_params(model)
     mats = matrices(params)
@@ -243,12 +250,12 @@ def bench(name: str, console: Console) -> list[tuple[str, str, float, str]]:
     console.print(f"[bold]{name}[/]: {n_params / 1e6:.1f}M parameters, {len(mats)} matrices, "
                   f"{sum(1 for _ in model.modules())} modules")
     torch.linalg.svdvals(torch.randn(8, 8))  # warm up LAPACK
-    t_all, frame = timed(lambda: compute_metrics(model))
-    t_sigma, frame_sigma = timed(lambda: compute_metrics(model, ["spectral_norm"]))
-    t_a, _ = timed(lambda: torch_svdvals(mats))
-    t_b, ref = timed(lambda: numpy_reference(params))
+    t_all, frame = timed(lambda: compute_metrics(model), repeats)
+    t_sigma, frame_sigma = timed(lambda: compute_metrics(model, ["spectral_norm"]), repeats)
+    t_a, _ = timed(lambda: torch_svdvals(mats), baseline_repeats)
+    t_b, ref = timed(lambda: numpy_reference(params), baseline_repeats)
     ww = weightwatcher_analyze(model)
-    t_c = timed(ww)[0] if ww is not None else math.nan
+    t_c = timed(ww, baseline_repeats)[0] if ww is not None else math.nan
     err_all, n_all = max_relative_error(model, frame, ref)
     err_sigma, n_sigma = max_relative_error(model, frame_sigma, ref)
     rows = [(name, "hookstats all metrics", t_all, f"max rel err {err_all:.1e} ({n_all} values)"),
@@ -283,11 +290,16 @@ def main() -> None:
     parser.add_argument("--models", default="gpt2,resnet50")
     parser.add_argument("--threads", type=int, default=2,
                         help="threads for torch, OpenMP, MKL and OpenBLAS (set before import)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="hookstats calls per figure (median)")
+    parser.add_argument("--baseline-repeats", type=int, default=1,
+                        help="calls per baseline figure (median)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=150)
     console.print(f"threads: {args.threads}; torch {torch.__version__}, numpy {np.__version__}")
-    rows = [r for name in args.models.split(",") for r in bench(name.strip(), console)]
+    rows = [r for name in args.models.split(",")
+            for r in bench(name.strip(), console, args.repeats, args.baseline_repeats)]
     console.print(render(rows))
 
 

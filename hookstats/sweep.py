@@ -52,6 +52,7 @@ from torch import nn
 
 from .checkpoints import CheckpointsSpec, find_checkpoints, load_checkpoint, load_into
 from .errors import CheckpointError, HookstatsError
+from .metrics.parallel import set_blas_threads
 from .points import PointSpec
 from .store import IfExists, MetricStore
 
@@ -231,6 +232,7 @@ def _run_job(job: _Job) -> _Outcome:
     """Worker entry point: build (once per worker thread) or reuse the model, then compute."""
     if job.threads and multiprocessing.current_process().name != "MainProcess":
         torch.set_num_threads(job.threads)
+        set_blas_threads(job.threads)  # numpy's BLAS too: metrics then run serially inside
     try:
         key: Any = pickle.dumps(job.build_model)
     except Exception:
@@ -359,10 +361,10 @@ def sweep(checkpoints: CheckpointsSpec, build_model: ModelFactory, store: StoreL
             ``Client.get_executor()``.
         progress: show a progress bar with ETA and a closing summary (on stderr).
         console: the rich console for them (tests inject one).
-        worker_threads: torch threads in each worker process (1 avoids oversubscribing cores;
-            None leaves torch's default). This process's setting is never changed. Values are
-            bit-identical across executors when the thread counts match; a reduction split
-            over another number of threads may differ in the last bit.
+        worker_threads: torch and numpy-BLAS threads in each worker process (1 avoids
+            oversubscribing cores; None leaves the defaults). This process's settings are
+            never changed. Values are bit-identical across executors when the thread counts
+            match; a reduction split over another number of threads may differ in the last bit.
 
     Returns:
         A :class:`SweepSummary` (done, skipped, failed).

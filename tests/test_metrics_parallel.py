@@ -60,3 +60,17 @@ def test_parallel_and_serial_compute_metrics_agree(monkeypatch):
     np.testing.assert_allclose(parallel["value"], serial["value"], rtol=1e-12)
     np.testing.assert_allclose(sigma_only["value"],
                                serial[serial.metric == "spectral_norm"]["value"], rtol=1e-7)
+
+
+def test_set_blas_threads_sets_the_process_count_and_returns_the_previous():
+    found = par._openblas()
+    if found is None:
+        assert par.set_blas_threads(1) is None
+        return
+    before = found[1]()
+    try:
+        assert par.set_blas_threads(1) == before
+        assert found[1]() == 1 and par.worker_count() == 1  # a budget of one: serial
+    finally:
+        par.set_blas_threads(before)
+    assert found[1]() == before

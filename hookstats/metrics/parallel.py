@@ -30,7 +30,7 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["parallel_map", "worker_count"]
+__all__ = ["parallel_map", "set_blas_threads", "worker_count"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,6 +74,13 @@ def _openblas() -> tuple[Callable[[int], int], Callable[[], int]] | None:
 def _set_local_threads() -> Callable[[int], int] | None:
     found = _openblas()
     return found[0] if found else None
+
+
+def set_blas_threads(count: int) -> int | None:
+    """Set numpy's OpenBLAS thread count for the whole process (e.g. 1 in each worker process
+    of a sweep); returns the previous count, or None when it cannot be controlled."""
+    setter = _set_local_threads()
+    return setter(max(1, int(count))) if setter is not None else None
 
 
 def worker_count() -> int:
