@@ -6,9 +6,10 @@ The flow of one call:
    ``points=`` with :func:`hookstats.points.select_points` (``None`` = every module);
 2. build one :class:`~hookstats.metrics.cache.ParamStore` (unique parameters, tied once; meta
    and non-float tensors refused);
-3. prefetch in bulk what the requested metrics declare in ``needs``: all spectra (Gram
-   eigenvalues batched by size) or only sigma_max (Lanczos), and all pooled medians (one radix
-   pass per tensor);
+3. prefetch in bulk what the requested metrics declare in ``needs``: all spectra (float64 Gram
+   eigenvalues) or only sigma_max (a float32 Lanczos direction, a float64 value), one matrix
+   per worker thread (:mod:`~hookstats.metrics.parallel`), and meanwhile all pooled medians
+   (one radix pass per tensor) on one more thread;
 4. evaluate each metric on a :class:`~hookstats.metrics.context.MetricContext` per hook point;
    undefined cases and plugin exceptions become NaN with a note, never a failed run.
 

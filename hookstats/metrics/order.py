@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 BINS = 65536
+_CHUNK = 1 << 18  # values per histogram/extraction step
 _HALF = BINS // 2
 
 __all__ = ["PooledMedian"]
@@ -48,16 +49,26 @@ def _histogram(values: np.ndarray) -> np.ndarray:
 
     ``torch.bincount`` on int32 is ~2.5x faster than ``np.bincount`` (which first casts to
     int64). Shifted by 32768, negative floats land in ``[0, 32768)`` with the largest magnitudes
-    last, positive floats in ``[32768, 65536)`` in increasing order.
+    last, positive floats in ``[32768, 65536)`` in increasing order. Done ``_CHUNK`` values at a
+    time so the int32 keys stay in cache (1.5x faster than one model-sized temporary).
     """
-    if values.size == 0:
-        return np.zeros(BINS, dtype=np.int64)
-    if sys.byteorder == "little":
-        high = torch.from_numpy(values).view(torch.int16)[1::2].to(torch.int32)
-    else:  # pragma: no cover - big-endian hosts
-        high = torch.from_numpy((values.view(np.int32) >> 16).astype(np.int32))
-    counts = torch.bincount(high.add_(_HALF), minlength=BINS).numpy()
-    return np.concatenate([counts[:_HALF][::-1], counts[_HALF:]])
+    counts = torch.zeros(BINS, dtype=torch.int64)
+    for start in range(0, values.size, _CHUNK):
+        part = values[start:start + _CHUNK]
+        if sys.byteorder == "little":
+            high = torch.from_numpy(part).view(torch.int16)[1::2].to(torch.int32)
+        else:  # pragma: no cover - big-endian hosts
+            high = torch.from_numpy((part.view(np.int32) >> 16).astype(np.int32))
+        counts += torch.bincount(high.add_(_HALF), minlength=BINS)
+    flat = counts.numpy()
+    return np.concatenate([flat[:_HALF][::-1], flat[_HALF:]])
+
+
+def _in_range(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The elements of ``values`` within ``[lo, hi]``, ``_CHUNK`` at a time (small masks)."""
+    parts = [part[(part >= lo) & (part <= hi)]
+             for part in (values[s:s + _CHUNK] for s in range(0, values.size, _CHUNK))]
+    return np.concatenate(parts) if parts else values[:0]
 
 
 def _bin_range(position: int) -> tuple[float, float]:
@@ -145,7 +156,7 @@ class PooledMedian:
         lo = min(_bin_range(b)[0] for b in missing)
         hi = max(_bin_range(b)[1] for b in missing)
         values = self._values[key]
-        candidates = values[(values >= lo) & (values <= hi)]
+        candidates = _in_range(values, lo, hi)
         positions = _ordered_bins(candidates)
         for b in missing:
             self._extracted[(key, b)] = candidates[positions == b]
