@@ -266,3 +266,31 @@ def test_sigkill_mid_sweep_then_resume_is_exactly_once(tmp_path):
     same_rows(frame, reference(paths, "r"))
     with MetricStore(store, read_only=True) as opened:
         assert len(opened.checkpoints("r")) == len(paths) and opened.failures().empty
+
+
+@pytest.fixture
+def blas_threads_metric():
+    """A plugin reporting the OpenBLAS thread count of the process that computes it."""
+    from hookstats.metrics import parallel, register_metric, unregister_metric
+
+    found = parallel._openblas()
+    if found is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads can be read")
+
+    @register_metric("blas_threads_seen", needs=())
+    def blas_threads_seen(ctx) -> float:
+        return float(found[1]())
+
+    yield found[1]()
+    unregister_metric("blas_threads_seen")
+
+
+def test_worker_processes_run_numpy_blas_on_worker_threads(tmp_path, blas_threads_metric):
+    paths = write_checkpoints(tmp_path / "ckpts", [1])
+    with ProcessPoolExecutor(1) as pool:  # forked: the plugin is registered there too
+        sweep(paths, build_mlp, tmp_path / "pool.sqlite", "r", ["blas_threads_seen"],
+              points="(model)", executor=pool, progress=False, worker_threads=1)
+    assert stored(tmp_path / "pool.sqlite")["value"].tolist() == [1.0]
+    sweep(paths, build_mlp, tmp_path / "here.sqlite", "r", ["blas_threads_seen"],
+          points="(model)", progress=False)  # this process: never changed
+    assert stored(tmp_path / "here.sqlite")["value"].tolist() == [float(blas_threads_metric)]
