@@ -74,3 +74,40 @@ def test_set_blas_threads_sets_the_process_count_and_returns_the_previous():
     finally:
         par.set_blas_threads(before)
     assert found[1]() == before
+
+
+def test_concurrent_pools_restore_the_blas_count_once_all_are_done():
+    import threading
+
+    found = par._openblas()
+    if found is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS with a thread-count setter")
+    before = found[1]()
+    inside = {name: threading.Event() for name in "ab"}
+    release = {name: threading.Event() for name in "ab"}
+
+    def run(name: str) -> None:
+        def job(x: int) -> int:
+            if x == 0:
+                inside[name].set()
+                release[name].wait()
+            return x
+        list(par.parallel_map(job, range(3), workers=2))
+
+    callers = {name: threading.Thread(target=run, args=(name,), daemon=True) for name in "ab"}
+    try:
+        callers["a"].start()
+        assert inside["a"].wait(10)
+        callers["b"].start()       # enters while a's pool runs: sees BLAS at 1 already
+        assert inside["b"].wait(10)
+        release["a"].set()
+        callers["a"].join(10)
+        during = found[1]()        # b still runs: a must not have restored yet
+    finally:
+        for event in release.values():
+            event.set()
+        for caller in callers.values():
+            caller.join(10)
+    after = found[1]()
+    par.set_blas_threads(before)   # leave the process as it was, whatever happened
+    assert (during, after) == (1, before)

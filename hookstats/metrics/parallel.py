@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,12 +115,38 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None =
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
-    setter = _set_local_threads()
-    previous = setter(1) if setter is not None else None
+    _enter_single_threaded_blas()
     try:
         with ThreadPoolExecutor(max_workers=min(workers, len(items)),
                                 thread_name_prefix="hookstats-metrics") as pool:
             yield from pool.map(fn, items)
     finally:
-        if setter is not None and previous is not None and previous > 0:
-            setter(previous)
+        _leave_single_threaded_blas()
+
+
+_pools_lock = threading.Lock()
+_pools_running = 0
+_saved_threads: int | None = None
+
+
+def _enter_single_threaded_blas() -> None:
+    """Set BLAS to one thread; the first of concurrent pools saves the count to restore."""
+    global _pools_running, _saved_threads
+    setter = _set_local_threads()
+    with _pools_lock:
+        previous = setter(1) if setter is not None else None
+        if _pools_running == 0:
+            _saved_threads = previous
+        _pools_running += 1
+
+
+def _leave_single_threaded_blas() -> None:
+    """The last pool to finish restores the count saved by the first (concurrent
+    ``compute_metrics`` calls from several threads must not leave BLAS at one thread)."""
+    global _pools_running, _saved_threads
+    setter = _set_local_threads()
+    with _pools_lock:
+        _pools_running -= 1
+        if _pools_running == 0 and setter is not None and _saved_threads:
+            setter(_saved_threads)
+            _saved_threads = None
