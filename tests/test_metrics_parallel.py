@@ -42,7 +42,13 @@ def test_blas_runs_single_threaded_inside_the_pool_only():
     assert inside == [1] * 4 and found[1]() == before
 
 
-def test_worker_count_follows_the_blas_thread_budget(monkeypatch):
+def test_worker_count_follows_the_blas_and_torch_thread_budget(monkeypatch):
+    monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(par, "_openblas", lambda: (lambda n: n, lambda: 3))
+    monkeypatch.setattr(par.torch, "get_num_threads", lambda: 8)
+    assert par.worker_count() == 3
+    monkeypatch.setattr(par.torch, "get_num_threads", lambda: 2)
+    assert par.worker_count() == 2
     monkeypatch.setattr(par, "_openblas", lambda: (lambda n: n, lambda: 1))
     assert par.worker_count() == 1
     monkeypatch.setattr(par, "_openblas", lambda: None)  # no control over BLAS: never parallel

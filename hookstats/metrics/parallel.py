@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import torch
 
 __all__ = ["parallel_map", "set_blas_threads", "worker_count"]
 
@@ -85,9 +86,10 @@ def set_blas_threads(count: int) -> int | None:
 
 
 def worker_count() -> int:
-    """Worker threads :func:`parallel_map` uses: the BLAS thread budget the process set
-    (``OPENBLAS_NUM_THREADS``, default: the cores), capped by the usable cores and
-    ``MAX_WORKERS``; 1 when OpenBLAS's thread count cannot be controlled.
+    """Worker threads :func:`parallel_map` uses: the thread budget the process set -- the
+    smaller of numpy's BLAS threads (``OPENBLAS_NUM_THREADS``, default: the cores) and torch's
+    (``torch.set_num_threads``) -- capped by the usable cores and ``MAX_WORKERS``; 1 when
+    OpenBLAS's thread count cannot be controlled.
 
     Example:
         >>> 1 <= worker_count() <= MAX_WORKERS
@@ -100,7 +102,8 @@ def worker_count() -> int:
     found = _openblas()
     if cores <= 1 or found is None:
         return 1
-    return max(1, min(cores, int(found[1]()), MAX_WORKERS))
+    budget = min(int(found[1]()), torch.get_num_threads())
+    return max(1, min(cores, budget, MAX_WORKERS))
 
 
 def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None,
