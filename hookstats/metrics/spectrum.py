@@ -48,6 +48,7 @@ LANCZOS_DIRECT_BELOW = 64
 __all__ = [
     "gram",
     "gram_singular_values",
+    "lanczos_top",
     "singular_values",
     "svd_values",
     "top_eigenvalue",
@@ -100,35 +101,21 @@ def singular_values(a: np.ndarray) -> np.ndarray:
     return sv[0] if ok[0] else svd_values(a)
 
 
-def _top_ritz(alpha: list[float], beta: list[float]) -> tuple[float, float]:
-    """Top Ritz value of the Lanczos tridiagonal and its residual norm ``beta_j * |s_j|``."""
-    t = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
-    evals, evecs = np.linalg.eigh(t)
-    return float(evals[-1]), beta[-1] * abs(float(evecs[-1, -1]))
+def lanczos_top(g: np.ndarray, rel_residual: float, invariant: float, block: int = 1,
+                seed: int = 0) -> tuple[float, np.ndarray] | None:
+    """Top Ritz value and the top ``block`` Ritz vectors (float64 columns) of symmetric ``g``
+    by Lanczos with full reorthogonalisation, in ``g``'s dtype.
 
-
-def top_eigenvalue(g: np.ndarray, seed: int = 0) -> float:
-    """Largest eigenvalue of a symmetric positive semi-definite float64 matrix, by Lanczos.
-
-    Stops when the top Ritz pair's residual is below ``LANCZOS_REL_RESIDUAL * theta`` or the
-    Krylov space became invariant; unconverged after ``min(r, LANCZOS_MAX_ITER)`` steps (or for
-    ``r < LANCZOS_DIRECT_BELOW``) it uses ``eigvalsh``. One matrix at a time, so the Gram stays
-    in cache across iterations.
-
-    Example:
-        >>> round(top_eigenvalue(np.diag(np.arange(1.0, 101.0))), 9)
-        100.0
+    Stops when the top Ritz pair's residual ``beta_j |s_j|`` is below ``rel_residual * theta``
+    (checked every 4 steps), or when ``beta_j <= invariant * max(alpha)`` (the Krylov space is
+    invariant up to rounding); ``None`` if neither happened in ``min(r, LANCZOS_MAX_ITER)``
+    steps. One matrix at a time, so ``g`` stays in cache across iterations.
     """
     r = g.shape[0]
-    scale = float(np.trace(g))  # >= lambda_max >= trace / r
-    if scale <= 0.0:
-        return 0.0
-    if r < LANCZOS_DIRECT_BELOW:
-        return max(float(np.linalg.eigvalsh(g)[-1]), 0.0)
-    q = np.random.default_rng(seed).standard_normal(r)
+    q = np.random.default_rng(seed).standard_normal(r).astype(g.dtype)
     q /= np.linalg.norm(q)
     steps = min(r, LANCZOS_MAX_ITER)
-    basis = np.zeros((steps, r))
+    basis = np.zeros((steps, r), dtype=g.dtype)
     alpha: list[float] = []
     beta: list[float] = []
     for j in range(steps):
@@ -139,14 +126,37 @@ def top_eigenvalue(g: np.ndarray, seed: int = 0) -> float:
         for _ in range(2):  # full reorthogonalisation, twice is enough
             w -= known.T @ (known @ w)
         beta.append(float(np.linalg.norm(w)))
-        if j >= 4 and (j % 3 == 0 or j == steps - 1):
-            theta, resid = _top_ritz(alpha, beta)
-            if resid <= LANCZOS_REL_RESIDUAL * theta or beta[-1] <= EPS64 * scale:
-                return max(theta, 0.0)
-        if beta[-1] <= EPS64 * scale:  # invariant subspace before a check: finish now
-            return max(_top_ritz(alpha, beta)[0], 0.0)
-        q = w / beta[-1]
-    return max(float(np.linalg.eigvalsh(g)[-1]), 0.0)
+        done = beta[-1] <= invariant * max(max(alpha), 0.0)
+        if done or (j >= 4 and j % 4 == 0) or j == steps - 1:
+            t = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
+            evals, evecs = np.linalg.eigh(t)
+            theta = float(evals[-1])
+            if done or beta[-1] * abs(evecs[-1, -1]) <= rel_residual * theta:
+                top = evecs[:, -min(block, j + 1):]
+                return theta, (top.T @ known.astype(np.float64)).T
+        q = w / g.dtype.type(beta[-1])
+    return None
+
+
+def top_eigenvalue(g: np.ndarray, seed: int = 0) -> float:
+    """Largest eigenvalue of a symmetric positive semi-definite float64 matrix, by Lanczos.
+
+    Stops when the top Ritz pair's residual is below ``LANCZOS_REL_RESIDUAL * theta`` or the
+    Krylov space became invariant; unconverged (or for ``r < LANCZOS_DIRECT_BELOW``) it uses
+    ``eigvalsh``.
+
+    Example:
+        >>> round(top_eigenvalue(np.diag(np.arange(1.0, 101.0))), 9)
+        100.0
+    """
+    r = g.shape[0]
+    if float(np.trace(g)) <= 0.0:
+        return 0.0
+    found = None
+    if r >= LANCZOS_DIRECT_BELOW:
+        found = lanczos_top(g, LANCZOS_REL_RESIDUAL, invariant=EPS64 * r, seed=seed)
+    theta = found[0] if found is not None else float(np.linalg.eigvalsh(g)[-1])
+    return max(theta, 0.0)
 
 
 SIGMA_DIRECT_BELOW = 192
@@ -165,37 +175,6 @@ or the matrix is solved again in float64 (a sanity check against float32 range t
 _FLOAT32_INVARIANT = 1e-6  # a Lanczos beta this small (vs the Ritz scale) is rounding noise
 _SAFE_EXPONENT = 40  # |entries| in [2**-40, 2**40]: float32 Grams neither underflow nor overflow
 _ROW_CHUNK_ELEMENTS = 1 << 17  # float64 conversion in ~1 MiB pieces (stays in cache)
-
-
-def _lanczos_direction(g: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float] | None:
-    """The top ``RITZ_BLOCK`` Ritz vectors (columns, float64) and the top Ritz value of float32
-    symmetric ``g`` by Lanczos (float32 vectors, full reorthogonalisation); ``None`` when it
-    did not converge."""
-    r = g.shape[0]
-    q = np.random.default_rng(seed).standard_normal(r).astype(np.float32)
-    q /= np.linalg.norm(q)
-    steps = min(r, LANCZOS_MAX_ITER)
-    basis = np.zeros((steps, r), dtype=np.float32)
-    alpha: list[float] = []
-    beta: list[float] = []
-    for j in range(steps):
-        basis[j] = q
-        w = g @ q
-        alpha.append(float(w @ q))
-        known = basis[: j + 1]
-        for _ in range(2):
-            w -= known.T @ (known @ w)
-        beta.append(float(np.linalg.norm(w)))
-        invariant = beta[-1] <= _FLOAT32_INVARIANT * max(alpha)  # float32 noise level
-        if (j >= 4 and j % 4 == 0) or j == steps - 1 or invariant:
-            t = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
-            evals, evecs = np.linalg.eigh(t)
-            theta = float(evals[-1])
-            if invariant or beta[-1] * abs(evecs[-1, -1]) <= SIGMA_DIRECTION_TOL * theta:
-                top = evecs[:, -min(RITZ_BLOCK, j + 1):]
-                return (top.T @ known.astype(np.float64)).T, theta
-        q = w / np.float32(beta[-1])
-    return None
 
 
 def _rayleigh_ritz_sigma(a: np.ndarray, v: np.ndarray) -> float:
@@ -247,10 +226,10 @@ def top_singular_value(a: np.ndarray) -> float:
     if shift:
         scaled = (a * 2.0 ** shift).astype(np.float32)
     g = scaled.T @ scaled if a.shape[0] >= a.shape[1] else scaled @ scaled.T
-    found = _lanczos_direction(g)
+    found = lanczos_top(g, SIGMA_DIRECTION_TOL, _FLOAT32_INVARIANT, block=RITZ_BLOCK)
     if found is not None:
-        sigma = _rayleigh_ritz_sigma(a, found[0])
-        ritz = math.sqrt(max(found[1], 0.0)) * 2.0 ** -shift
+        sigma = _rayleigh_ritz_sigma(a, found[1])
+        ritz = math.sqrt(max(found[0], 0.0)) * 2.0 ** -shift
         if abs(sigma - ritz) <= SIGMA_AGREEMENT * sigma:
             return sigma
     return math.sqrt(top_eigenvalue(gram(a)))
