@@ -281,3 +281,17 @@ def test_model_is_left_untouched():
     assert model.training and model.head.weight is model.embed.weight
     assert {n: sorted(vars(m)) for n, m in model.named_modules()} == attrs
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_scalar_and_vector_parameters_join_the_pooled_moments():
+    model = nn.Linear(3, 2)
+    model.temperature = nn.Parameter(torch.tensor(0.5))     # 0-d: a weight, not a matrix
+    model.scale = nn.Parameter(torch.tensor([2.0, -1.0]))  # 1-d: likewise
+    df = compute_metrics(model, ["weight_mean", "weight_var", "weight_median", "l1"])
+    values = dict(zip(df.metric, df.value, strict=True))
+    pooled = np.concatenate([model.weight.detach().double().numpy().ravel(), [0.5, 2.0, -1.0]])
+    assert values["weight_mean"] == pytest.approx(pooled.mean(), rel=1e-12)
+    assert values["weight_var"] == pytest.approx(pooled.var(), rel=1e-12)
+    assert values["weight_median"] == np.median(pooled)
+    assert values["l1"] == pytest.approx(np.abs(model.weight.detach().double().numpy()).sum())
+    assert (df.note == "").all()

@@ -102,9 +102,13 @@ def test_top_singular_value_takes_the_float32_route_above_the_direct_threshold(m
     assert taken == [np.float32] * 4
 
 
-def test_top_singular_value_of_zero_and_empty_matrices():
-    assert spectrum.top_singular_value(np.zeros((200, 100), np.float32)) == 0.0
-    assert spectrum.top_singular_value(np.zeros((0, 100), np.float32)) == 0.0
+def test_top_singular_value_of_zero_empty_and_non_finite_matrices():
+    assert spectrum.top_singular_value(np.zeros((200, 300), np.float32)) == 0.0
+    assert spectrum.top_singular_value(np.zeros((0, 300), np.float32)) == 0.0
+    for shape in [(200, 300), (20, 30)]:  # the float32 route and the direct one
+        bad = np.ones(shape, np.float32)
+        bad[3, 4] = np.inf
+        assert np.isnan(spectrum.top_singular_value(bad))
 
 
 def test_top_singular_value_falls_back_to_float64_when_float32_disagrees(monkeypatch):

@@ -136,19 +136,20 @@ def _all_finite(t: torch.Tensor) -> bool:
 
 
 def _native(p: Param) -> np.ndarray:
-    """``p`` as a 2-D float32/float64 numpy matrix, a view when it already is one (no copy)."""
+    """``p`` as a 2-D float32/float64 numpy array, a view when it already is one (no copy):
+    a matrix in its ``matrix_shape``, anything else (scalars too) as one row."""
     t = p.source
     if t.device.type != "cpu":
         t = t.cpu()
     if t.dtype not in (torch.float32, torch.float64):
         t = t.to(torch.float32)  # bf16/fp16 and friends: exact in float32
-    return t.reshape(p.matrix_shape).numpy()
+    return t.reshape(p.matrix_shape if p.is_matrix else (1, -1)).numpy()
 
 
 def _stats_of(p: Param, with_gram: bool = False) -> tuple[TensorStats, np.ndarray | None]:
     """Float64 reductions of ``p`` (blockwise, no float64 copy of it) and, for a matrix with
     ``with_gram``, its smaller float64 Gram from the same pass."""
-    a = _native(p) if p.is_matrix else _native(p).reshape(1, -1)
+    a = _native(p)
     count = a.size
     if count == 0:
         return TensorStats(0, math.nan, math.nan, True), None

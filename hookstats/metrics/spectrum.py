@@ -200,11 +200,11 @@ def _rayleigh_ritz_sigma(a: np.ndarray, v: np.ndarray) -> float:
 
 
 def top_singular_value(a: np.ndarray) -> float:
-    """Largest singular value of finite 2-D ``a`` (float32 or float64), within 5e-7 relative
-    (typically ~1e-10).
+    """Largest singular value of 2-D ``a`` (float32 or float64), within 5e-7 relative
+    (typically ~1e-10); NaN when ``a`` holds NaN/Inf.
 
     The direction is found in float32 (Gram and Lanczos, after an exact power-of-two scaling
-    that keeps squares inside float32's range), the value is a float64 Rayleigh quotient on
+    that keeps squares inside float32's range), the value by a float64 Rayleigh-Ritz step on
     ``a`` itself. Small matrices, and any matrix where float32 and float64 disagree by more than
     ``SIGMA_AGREEMENT``, use the float64 Gram and ``eigvalsh``/Lanczos instead.
 
@@ -214,11 +214,13 @@ def top_singular_value(a: np.ndarray) -> float:
     """
     if a.size == 0:
         return 0.0
-    if min(a.shape) < SIGMA_DIRECT_BELOW:  # exact and cheaper than iterating (measured)
-        return math.sqrt(max(float(np.linalg.eigvalsh(gram(a))[-1]), 0.0))
     peak = max(float(a.max()), -float(a.min()))  # no |a| temporary
+    if not math.isfinite(peak):
+        return math.nan  # NaN/Inf entries: no singular values to speak of
     if peak == 0.0:
         return 0.0
+    if min(a.shape) < SIGMA_DIRECT_BELOW:  # exact and cheaper than iterating (measured)
+        return math.sqrt(max(float(np.linalg.eigvalsh(gram(a))[-1]), 0.0))
     shift = -math.frexp(peak)[1]  # peak * 2**shift lies in [0.5, 1)
     if abs(shift) < _SAFE_EXPONENT:
         shift = 0  # squares and sums stay far inside float32's range: no scaled copy
