@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["MatrixSums", "centred_sumsq", "matrix_sums"]
+__all__ = ["MatrixSums", "centred_sumsq", "float64_blocks", "matrix_sums"]
 
 BLOCK_ELEMENTS = 1 << 21
 """Elements converted to float64 at a time (16 MiB per worker thread)."""
@@ -53,7 +53,7 @@ def _buffer(size: int) -> np.ndarray:
     return buffer[:size]
 
 
-def _blocks(a: np.ndarray) -> Iterator[np.ndarray]:
+def float64_blocks(a: np.ndarray) -> Iterator[np.ndarray]:
     """Float64 copies of ``a``'s row blocks (tall ``a``) or column blocks (wide ``a``), each
     written into the same per-thread buffer (consume one before asking for the next)."""
     m, n = a.shape
@@ -80,7 +80,7 @@ def matrix_sums(a: np.ndarray, with_gram: bool) -> MatrixSums:
     total = sumsq = abs_total = 0.0
     gram = None
     tall = a.shape[0] >= a.shape[1]
-    for block in _blocks(a):
+    for block in float64_blocks(a):
         flat = block.reshape(-1)
         total += float(flat.sum())
         sumsq += float(flat @ flat)
@@ -97,7 +97,7 @@ def matrix_sums(a: np.ndarray, with_gram: bool) -> MatrixSums:
 def centred_sumsq(a: np.ndarray, mean: float) -> float:
     """``sum((a - mean)**2)`` in float64, blockwise (the exact second pass of a variance)."""
     result = 0.0
-    for block in _blocks(a):
+    for block in float64_blocks(a):
         flat = block.reshape(-1)
         flat -= mean
         result += float(flat @ flat)

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .blocks import float64_blocks
+
 EPS64 = float(np.finfo(np.float64).eps)
 GRAM_REL_TOL = 1e-9
 """A Gram spectrum is accepted when its bounded error in the sum of singular values is below
@@ -174,28 +176,25 @@ SIGMA_AGREEMENT = 1e-4
 or the matrix is solved again in float64 (a sanity check against float32 range trouble)."""
 _FLOAT32_INVARIANT = 1e-6  # a Lanczos beta this small (vs the Ritz scale) is rounding noise
 _SAFE_EXPONENT = 40  # |entries| in [2**-40, 2**40]: float32 Grams neither underflow nor overflow
-_ROW_CHUNK_ELEMENTS = 1 << 17  # float64 conversion in ~1 MiB pieces (stays in cache)
 
 
 def _rayleigh_ritz_sigma(a: np.ndarray, v: np.ndarray) -> float:
     """The largest singular value of ``a`` restricted to the span of ``v``'s columns (right
     singular side when ``a`` is tall, left when wide), in float64: the best estimate that span
-    allows, and never above the true sigma_max. ``a`` is converted a few rows at a time, so no
-    float64 copy of it is made. Several columns resolve top values closer together than float32
-    can tell apart (the float32 direction is then any mix of their vectors)."""
+    allows, and never above the true sigma_max. ``a`` is converted a block at a time
+    (:func:`~hookstats.metrics.blocks.float64_blocks`), so no float64 copy of it is made.
+    Several columns resolve top values closer together than float32 can tell apart (the
+    float32 direction is then any mix of their vectors)."""
     v = np.linalg.qr(v)[0]
-    m, n = a.shape
-    rows = max(1, _ROW_CHUNK_ELEMENTS // max(n, 1))
-    if m >= n:  # Gram AᵀA: v spans right singular vectors; H = (A V)ᵀ (A V)
-        h = np.zeros((v.shape[1], v.shape[1]))
-        for i in range(0, m, rows):
-            y = a[i:i + rows].astype(np.float64) @ v
+    h = np.zeros((v.shape[1], v.shape[1]))
+    if a.shape[0] >= a.shape[1]:  # row blocks; v spans right singular vectors: (A V)ᵀ (A V)
+        for block in float64_blocks(a):
+            y = block @ v
             h += y.T @ y
-    else:  # Gram AAᵀ: v spans left singular vectors; H = (Vᵀ A) (Vᵀ A)ᵀ
-        z = np.zeros((v.shape[1], n))
-        for i in range(0, m, rows):
-            z += v[i:i + rows].T @ a[i:i + rows].astype(np.float64)
-        h = z @ z.T
+    else:  # column blocks; v spans left singular vectors: (Vᵀ A)(Vᵀ A)ᵀ, summed over columns
+        for block in float64_blocks(a):
+            z = v.T @ block
+            h += z @ z.T
     return math.sqrt(max(float(np.linalg.eigvalsh(h)[-1]), 0.0))
 
 
