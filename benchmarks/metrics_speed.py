@@ -5,7 +5,7 @@ times, in one run:
 
 * ``hookstats all``      -- ``compute_metrics(model)``: all 14 category-1 metrics at every module
   (about 160 hook points for GPT-2) plus the ``(model)`` row;
-* ``hookstats spectral_norm`` -- ``compute_metrics(model, ["spectral_norm"])``, every module;
+* ``hookstats spectral_norm`` -- ``compute_metrics(model, metrics=["spectral_norm"])``, every module;
 * (a) ``torch svdvals``  -- ``torch.linalg.svdvals`` on each weight matrix, one by one, in the
   model's dtype: the naive floor of any spectral metric;
 * (b) ``numpy float64``  -- a naive per-matrix loop: ``np.linalg.svd`` (values only) and the
@@ -251,7 +251,7 @@ def bench(name: str, console: Console, repeats: int, baseline_repeats: int,
                   f"{sum(1 for _ in model.modules())} modules")
     torch.linalg.svdvals(torch.randn(8, 8))  # warm up LAPACK
     t_all, frame = timed(lambda: compute_metrics(model), repeats)
-    t_sigma, frame_sigma = timed(lambda: compute_metrics(model, ["spectral_norm"]), repeats)
+    t_sigma, frame_sigma = timed(lambda: compute_metrics(model, metrics=["spectral_norm"]), repeats)
     t_a, _ = timed(lambda: torch_svdvals(mats), baseline_repeats)
     t_b, ref = timed(lambda: numpy_reference(params), baseline_repeats)
     ww = weightwatcher_analyze(model)

@@ -27,8 +27,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hookstats.store import MetricStore
-from hookstats.sweep import sweep
+from hookstats.runs.store import MetricStore
+from hookstats.runs import sweep
 
 
 def gpt2(layers: int) -> torch.nn.Module:
@@ -84,7 +84,7 @@ def time_sweep(paths: list[Path], build, workers: int, metrics, folder: Path) ->
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_warm, range(workers)))  # processes started, imports done
         start = time.perf_counter()
-        summary = sweep(paths, build, store, "bench", metrics, executor=pool, progress=False)
+        summary = sweep(paths, build, store, "bench", metrics=metrics, executor=pool, progress=False)
         seconds = time.perf_counter() - start
     assert summary.done == len(paths) and summary.failed == 0, summary.failures
     return seconds

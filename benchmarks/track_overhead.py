@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from hookstats.track import track
+from hookstats import track
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from models import SmallCNN, TinyTransformer

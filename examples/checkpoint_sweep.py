@@ -22,8 +22,8 @@ from rich.console import Console
 from torch import nn
 
 from hookstats.plots import plot_metric_history
-from hookstats.store import MetricStore
-from hookstats.sweep import CheckpointLogger, sweep
+from hookstats.runs.store import MetricStore
+from hookstats.runs import CheckpointLogger, sweep
 
 P = 47
 METRICS = ["l1", "l2", "spectral_norm"]
@@ -84,12 +84,12 @@ def main() -> None:
     for old in (*folder.glob("*.pt"), args.out / "metrics.sqlite"):
         old.unlink(missing_ok=True)  # a fresh run each time
     store = MetricStore(args.out / "metrics.sqlite")
-    logger = CheckpointLogger(store, "live", METRICS, config={"p": P, "seconds": args.seconds})
+    logger = CheckpointLogger(store, "live", metrics=METRICS, config={"p": P, "seconds": args.seconds})
     logger.log_profile(build_model(), inputs=(torch.zeros(64, 2, dtype=torch.long),))
     train(folder, args.seconds, args.every, logger)
 
     with ProcessPoolExecutor(args.workers) as pool:
-        summary = sweep(str(folder / "*.pt"), build_model, store, "sweep", METRICS,
+        summary = sweep(str(folder / "*.pt"), build_model, store, "sweep", metrics=METRICS,
                         executor=pool)
     live, swept = store.to_frame(run="live"), store.to_frame(run="sweep")
     a, b = live["value"].to_numpy(), swept["value"].to_numpy()

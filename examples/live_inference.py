@@ -17,7 +17,7 @@ from rich.console import Console
 from torch import nn
 
 from hookstats.hardware import precision_tradeoffs, summarize_hardware
-from hookstats.track import track
+from hookstats import track
 
 
 class SmallCNN(nn.Module):
@@ -45,8 +45,8 @@ def main() -> None:
         while time.perf_counter() - start < seconds:
             model(batches[step % len(batches)])
             step += 1
-    console.print(summarize_hardware(tracker, device="cpu"))
-    table = precision_tradeoffs(tracker, device="cpu", precisions=("fp32", "bf16", "int8"))
+    console.print(summarize_hardware(tracker, hardware="cpu"))
+    table = precision_tradeoffs(tracker, hardware="cpu", precisions=("fp32", "bf16", "int8"))
     console.print(table[["precision", "bytes_moved", "arithmetic_intensity", "memory_ms",
                          "estimated_latency_ms"]].to_string(index=False))
 

@@ -4,12 +4,14 @@
     >>> from torch import nn
     >>> hs.profile(nn.Linear(8, 4), input_shape=(8,)).total("macs")
     32
+
+This module holds public names only; the subpackages are the architecture (see
+docs/architecture.md).
 """
 
-from .checkpoints import load_checkpoint
-from .devices import DEVICE_PRESETS, DeviceSpec, device_spec
 from .errors import (
     CheckpointError,
+    FormulaError,
     ForwardError,
     HookstatsError,
     InputSpecError,
@@ -21,34 +23,41 @@ from .errors import (
     UncountedOpsWarning,
     UnsafeCheckpointError,
 )
-from .hardware import HardwareSummary, precision_tradeoffs, summarize_hardware
+from .hardware import (
+    HARDWARE_PRESETS,
+    HardwareSpec,
+    HardwareSummary,
+    hardware_spec,
+    precision_tradeoffs,
+    summarize_hardware,
+)
 from .metrics import (
     MetricContext,
     MetricRegistry,
     MetricUndefined,
+    ModularAdditionTask,
     compute_metrics,
+    distance_irrelevance,
+    gradient_symmetricity,
     metric_registry,
     register_metric,
     unregister_metric,
 )
-from .modular import ModularAdditionTask, distance_irrelevance, gradient_symmetricity
 from .points import ROOT_NAME, HookPoint, select_points
-from .profile import estimate_layerwise_stats, profile
-from .report import Report
-from .store import MetricStore
-from .sweep import CheckpointLogger, SweepSummary, sweep
-from .track import Tracker, track
-from .track_report import TrackReport
+from .profiling import Report, estimate_layerwise_stats, profile
+from .runs import CheckpointLogger, MetricStore, SweepSummary, load_checkpoint, sweep
+from .tracking import TrackReport, Tracker, track
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
-    "DEVICE_PRESETS",
+    "HARDWARE_PRESETS",
     "ROOT_NAME",
     "CheckpointError",
     "CheckpointLogger",
-    "DeviceSpec",
+    "FormulaError",
     "ForwardError",
+    "HardwareSpec",
     "HardwareSummary",
     "HookPoint",
     "HookstatsError",
@@ -71,10 +80,10 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "compute_metrics",
-    "device_spec",
     "distance_irrelevance",
     "estimate_layerwise_stats",
     "gradient_symmetricity",
+    "hardware_spec",
     "load_checkpoint",
     "metric_registry",
     "precision_tradeoffs",

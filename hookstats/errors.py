@@ -53,3 +53,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 class TrackError(HookstatsError, RuntimeError):
     """``track()`` is used in a way it does not support (e.g. nested on the same model)."""
+
+
+class FormulaError(HookstatsError, ValueError):
+    """A MAC formula registration is invalid (an op registered twice without ``replace=True``)."""

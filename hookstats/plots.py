@@ -11,6 +11,8 @@ Example:
     >>> report = hs.profile(model, input_shape=(1, 28, 28), batch_size=32)  # doctest: +SKIP
     >>> plot_layer_costs(report, "outputs/layer_costs.png")  # doctest: +SKIP
     PosixPath('outputs/layer_costs.png')
+
+May import: pandas, :mod:`hookstats.errors`, :mod:`hookstats.profiling` (matplotlib lazily).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .errors import HookstatsError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .report import Report
+    from .profiling import Report
 
 __all__ = [
     "activation_memory",
@@ -190,7 +192,7 @@ def activation_memory(model: Any, input_shape: tuple[int, ...], batch_sizes: Seq
     Example:
         >>> activation_memory(model, (1, 28, 28), [1, 32])  # doctest: +SKIP
     """
-    from .profile import estimate_layerwise_stats
+    from .profiling import estimate_layerwise_stats
 
     totals = [int(estimate_layerwise_stats(model, batch_size=b, input_shape=input_shape,
                                            **profile_kwargs)["activation_bytes"].sum())

@@ -11,7 +11,10 @@ A hook point is a module's qualified name from ``model.named_modules()``; the ro
 
 Selections are normalised once into a predicate by :func:`compile_selection`, and
 :func:`select_points` applies it. A glob or class that matches nothing is an error that lists
-close names, so a typo never silently profiles nothing.
+close names, so a typo never silently profiles nothing. :func:`innermost_flags` is the one
+rule for which selected points hold no other selected point.
+
+May import: :mod:`hookstats.errors`.
 
 Example:
     >>> import torch.nn as nn
@@ -36,7 +39,15 @@ ROOT_NAME = "(model)"
 Predicate = Callable[[str, nn.Module], bool]
 PointSpec = str | type | Predicate | Sequence[str | type] | None
 
-__all__ = ["ROOT_NAME", "HookPoint", "PointSpec", "compile_selection", "select_points"]
+__all__ = [
+    "ROOT_NAME",
+    "HookPoint",
+    "PointSpec",
+    "compile_selection",
+    "display_name",
+    "innermost_flags",
+    "select_points",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,26 @@ class HookPoint:
 def display_name(qualified_name: str) -> str:
     """Turn a ``named_modules()`` name into a hook point name (root becomes ``(model)``)."""
     return qualified_name if qualified_name else ROOT_NAME
+
+
+def innermost_flags(names: Sequence[str]) -> list[bool]:
+    """For each hook point name, True when no other name of ``names`` lies under it.
+
+    This is the one rule for "innermost selected hook point", by dotted name: ``blocks.0``
+    holds ``blocks.0.attn``, and the root ``(model)`` holds every other name. Totals of sizes
+    sum the innermost points only, so nothing is counted twice.
+
+    >>> innermost_flags(["(model)", "blocks.0", "blocks.0.attn", "head"])
+    [False, False, True, True]
+    """
+    present = set(names)
+    parents: set[str] = {ROOT_NAME} if len(present) > 1 else set()
+    for name in present:
+        if name == ROOT_NAME:
+            continue
+        parts = name.split(".")
+        parents.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return [name not in parents for name in names]
 
 
 def _depth(qualified_name: str) -> int:

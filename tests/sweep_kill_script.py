@@ -14,19 +14,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sweep_helpers import METRICS, build_mlp
 
-sweep_module = importlib.import_module("hookstats.sweep")  # hookstats.sweep is the function
+from hookstats import sweep
+
+jobs_module = importlib.import_module("hookstats.runs.jobs")  # where checkpoints are loaded
 
 
 def main() -> None:
     store, run, pattern, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    load = sweep_module.load_checkpoint
+    load = jobs_module.load_checkpoint
 
     def slow_load(path):  # the delay makes the kill land between checkpoints or inside one
         time.sleep(delay)
         return load(path)
 
-    sweep_module.load_checkpoint = slow_load
-    sweep_module.sweep(pattern, build_mlp, store, run, METRICS, progress=False)
+    jobs_module.load_checkpoint = slow_load
+    sweep(pattern, build_mlp, store, run, metrics=METRICS, progress=False)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hookstats.checkpoints import (
+from hookstats.runs.checkpoints import (
     find_checkpoints,
     load_checkpoint,
     load_into,

@@ -13,7 +13,7 @@ from sweep_helpers import METRICS, reference, write_checkpoints
 
 import hookstats as hs
 from hookstats.cli import main, parse_shape
-from hookstats.store import MetricStore
+from hookstats.runs.store import MetricStore
 
 from models import SmallCNN
 

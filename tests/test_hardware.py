@@ -12,10 +12,10 @@ from rich.console import Console
 from torch import nn
 
 import hookstats as hs
-from hookstats.devices import DeviceSpec, canonical_precision, device_spec, measure_cpu
+from hookstats.hardware import HardwareSpec, canonical_precision, hardware_spec, measure_cpu
 from hookstats.errors import InputSpecError
 from hookstats.hardware import precision_tradeoffs, summarize_hardware
-from hookstats.track import track
+from hookstats import track
 
 from models import SmallCNN
 
@@ -38,7 +38,7 @@ def test_seed_table_against_hand_computation():
     df = hs.estimate_layerwise_stats(tiny(), batch_size=2, input_shape=(4,))
     hw = summarize_hardware(df, latency_ms=0.001, memory_bandwidth_gbps=100, peak_tflops=1.0,
                             input_bytes=32)
-    layers = hw.layers.set_index("layer")
+    layers = hw.rows.set_index("hook_point")
     assert layers["input_bytes"].tolist() == [32, 64]  # given; then the previous output
     assert layers["bytes_moved"].tolist() == [L0_BYTES, L2_BYTES]
     assert layers.loc["0", "arithmetic_intensity"] == pytest.approx(128 / 256)  # 0.5 FLOP/B
@@ -50,17 +50,17 @@ def test_seed_table_against_hand_computation():
     assert hw.arithmetic_intensity == pytest.approx(FLOPS / TOTAL_BYTES)  # 0.4706
     assert hw.achieved_bandwidth_gbps == pytest.approx(408 / 1e-6 / 1e9)  # 0.408 GB/s
     assert hw.bandwidth_utilization == pytest.approx(0.408 / 100)
-    assert hw.total["achieved_tflops"] == pytest.approx(192 / 1e-6 / 1e12)  # 1.92e-4
+    assert hw.total_row["achieved_tflops"] == pytest.approx(192 / 1e-6 / 1e12)  # 1.92e-4
     assert hw.roofline_ms == pytest.approx((256 + 152) / 100e9 * 1e3)  # memory-bound layers
     assert hw.bound == "memory"
-    assert hw.total["input_estimated"] and "previous row's output" in hw.notes[0]
+    assert hw.total_row["input_estimated"] and "previous row's output" in hw.notes[0]
 
 
 def test_compute_bound_when_the_peak_is_low():
     df = hs.estimate_layerwise_stats(tiny(), batch_size=2, input_shape=(4,))
     hw = summarize_hardware(df, 0.001, 100, peak_tflops=0.001, input_bytes=32)
     # compute: 128 FLOPs / 1e9 FLOP/s = 1.28e-4 ms > memory 2.56e-6 ms
-    assert hw.layers["bound"].tolist() == ["compute", "compute"]
+    assert hw.rows["bound"].tolist() == ["compute", "compute"]
     assert hw.roofline_ms == pytest.approx((128 + 64) / 1e9 * 1e3)
     assert hw.bound == "compute"
 
@@ -69,7 +69,7 @@ def test_without_peak_the_bound_is_unknown_and_input_defaults_to_zero():
     df = hs.estimate_layerwise_stats(tiny(), batch_size=2, input_shape=(4,))
     hw = summarize_hardware(df, latency_ms=0.001, memory_bandwidth_gbps=100)
     assert hw.total_bytes == TOTAL_BYTES - 32  # the model input is unknown: 0
-    assert hw.bound == "unknown" and math.isnan(hw.total["compute_ms"])
+    assert hw.bound == "unknown" and math.isnan(hw.total_row["compute_ms"])
 
 
 def test_seed_small_cnn_batch_32():
@@ -78,7 +78,7 @@ def test_seed_small_cnn_batch_32():
                             input_bytes=32 * 1 * 28 * 28 * 4)
     # conv1 640 + 100_352 + 1_605_632; conv2 18_560 + 1_605_632 + 802_816;
     # classifier 62_760 + 802_816 + 1_280
-    assert hw.layers["bytes_moved"].tolist() == [1_706_624, 2_427_008, 866_856]
+    assert hw.rows["bytes_moved"].tolist() == [1_706_624, 2_427_008, 866_856]
     assert hw.total_bytes == 5_000_488
     assert hw.achieved_bandwidth_gbps == pytest.approx(5_000_488 / 4.2e-3 / 1e9)  # 1.1906
 
@@ -86,11 +86,11 @@ def test_seed_small_cnn_batch_32():
 def test_report_frame_uses_real_inputs_and_counts_innermost_rows():
     frame = hs.profile(tiny(), input_shape=(4,), batch_size=2).to_frame()
     hw = summarize_hardware(frame, 0.001, 100, input_bytes=999)  # ignored: inputs are known
-    layers = hw.layers.set_index("layer")
+    layers = hw.rows.set_index("hook_point")
     assert layers["counted"].to_dict() == {"(model)": False, "0": True, "1": True, "2": True}
     assert layers.loc["1", "bytes_moved"] == 64 + 64  # the ReLU reads and writes 2*8 floats
     assert hw.total_bytes == L0_BYTES + 128 + L2_BYTES  # 536
-    assert not hw.total["input_estimated"]
+    assert not hw.total_row["input_estimated"]
 
 
 def test_per_layer_latency_gives_per_layer_bandwidth():
@@ -100,11 +100,11 @@ def test_per_layer_latency_gives_per_layer_bandwidth():
         "latency_ms": [0.01, 0.02],
     })
     hw = summarize_hardware(frame, memory_bandwidth_gbps=1.0)
-    layers = hw.layers.set_index("layer")
+    layers = hw.rows.set_index("hook_point")
     # a: 10 * 100 + 50 + 50 = 1100 B in 1e-5 s = 0.11 GB/s; b: 1000 B in 2e-5 s = 0.05 GB/s
     assert layers["achieved_bandwidth_gbps"].tolist() == pytest.approx([0.11, 0.05])
     assert layers["bandwidth_utilization"].tolist() == pytest.approx([0.11, 0.05])
-    assert hw.total["latency_ms"] == pytest.approx(0.03)  # the rows' latencies summed
+    assert hw.total_row["latency_ms"] == pytest.approx(0.03)  # the rows' latencies summed
     assert hw.achieved_bandwidth_gbps == pytest.approx(2100 / 3e-5 / 1e9)  # 0.07 GB/s
 
 
@@ -114,14 +114,14 @@ def test_tracker_summary_counts_weights_per_call():
         for _ in range(3):
             model(torch.zeros(2, 4))
     hw = summarize_hardware(t, memory_bandwidth_gbps=100)
-    assert hw.total["calls"] == 3 * 3  # three innermost layers, three forwards
+    assert hw.total_row["calls"] == 3 * 3  # three innermost layers, three forwards
     assert hw.total_bytes == 3 * (L0_BYTES + 128 + L2_BYTES)  # 1608: weights read each time
-    assert hw.total["latency_ms"] == pytest.approx(t.report.total("latency_ms"))
+    assert hw.total_row["latency_ms"] == pytest.approx(t.report.total("latency_ms"))
 
 
 def test_precision_tradeoffs_scale_sizes_not_macs():
     df = hs.estimate_layerwise_stats(tiny(), batch_size=2, input_shape=(4,))
-    table = precision_tradeoffs(df, 0.001, device="h100", input_bytes=32,
+    table = precision_tradeoffs(df, 0.001, hardware="h100", input_bytes=32,
                                 precisions=("fp32", "bf16", "int8", "int4"))
     assert table["bytes_moved"].tolist() == [408, 204, 102, 51]  # x 1, 1/2, 1/4, 1/8
     assert table["flops"].tolist() == [192] * 4
@@ -144,20 +144,20 @@ def test_precision_from_a_bf16_report():
 
 
 def test_presets_and_precisions():
-    assert device_spec("A100").memory_bandwidth_gbps == 2039.0
-    assert device_spec("h100").peak("bfloat16") == 989.4
-    assert device_spec("RTX4090").peak("int8") == 660.6
+    assert hardware_spec("A100").memory_bandwidth_gbps == 2039.0
+    assert hardware_spec("h100").peak("bfloat16") == 989.4
+    assert hardware_spec("RTX4090").peak("int8") == 660.6
     assert canonical_precision(torch.float16) == "fp16"
     spec = measure_cpu(copy_mib=1, matmul_size=16, repeats=1)
     assert spec.memory_bandwidth_gbps > 0 and spec.peak("fp32") > 0
-    custom = DeviceSpec("mine", 50.0, {"fp32": 1.0})
+    custom = HardwareSpec("mine", 50.0, {"fp32": 1.0})
     assert summarize_hardware(
-        hs.estimate_layerwise_stats(tiny(), 2, (4,)), 1.0, device=custom).peak_tflops == 1.0
+        hs.estimate_layerwise_stats(tiny(), 2, (4,)), 1.0, hardware=custom).peak_tflops == 1.0
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"memory_bandwidth_gbps": None}, "memory_bandwidth_gbps must be a positive number"),
-    ({"device": "tpu"}, "unknown device 'tpu'; presets are a100, h100, rtx4090, cpu"),
+    ({"hardware": "tpu"}, "unknown hardware 'tpu'; presets are a100, h100, rtx4090, cpu"),
     ({"precision": "fp12"}, "unknown precision 'fp12'"),
     ({"latency_ms": -1.0}, "latency_ms must be positive"),
     ({"peak_tflops": 0.0}, "peak_tflops must be positive"),

@@ -8,7 +8,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from hookstats.track import track
+from hookstats import track
 
 from models import MLP
 

@@ -107,7 +107,7 @@ def test_every_metric_matches_numpy_reference_at_every_hook_point(build):
 
 def test_tied_weights_count_once():
     model = randomized(Zoo())
-    got = table(compute_metrics(model, ["l1", "weight_mean"], points="(model)"))
+    got = table(compute_metrics(model, metrics=["l1", "weight_mean"], points="(model)"))
     mats = [model.embed.weight, model.conv.weight, model.conv2d.weight, model.block[0].weight,
             model.block[2].weight]  # head.weight is embed.weight: 5 matrices, not 6
     l1 = np.mean([p.detach().double().abs().sum().item() for p in mats])
@@ -236,12 +236,12 @@ def test_non_finite_weights_spoil_only_their_own_values():
 
 def test_points_select_rows_and_model_row_always_comes_first():
     model = randomized(TinyTransformer())
-    df = compute_metrics(model, ["l2", "sv_mean"], points="blocks.*.attn")
+    df = compute_metrics(model, metrics=["l2", "sv_mean"], points="blocks.*.attn")
     assert df["hook_point"].tolist() == ["(model)"] * 2 + ["blocks.0.attn"] * 2 + [
         "blocks.1.attn"] * 2
     assert_matches_reference(model, df)
     with pytest.raises(PointSelectionError, match="selects no module"):
-        compute_metrics(model, ["l2"], points="blocks.*.atn")
+        compute_metrics(model, metrics=["l2"], points="blocks.*.atn")
 
 
 def test_half_precision_weights_are_computed_upcast():
@@ -275,7 +275,7 @@ def test_model_is_left_untouched():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [(id(p), p.requires_grad, p.data_ptr()) for p in model.parameters()]
     attrs = {n: sorted(vars(m)) for n, m in model.named_modules()}
-    compute_metrics(model, metric_registry.names(category=1))
+    compute_metrics(model, metrics=metric_registry.names(category=1))
     assert [(id(p), p.requires_grad, p.data_ptr()) for p in model.parameters()] == flags
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training and model.head.weight is model.embed.weight
@@ -287,7 +287,7 @@ def test_scalar_and_vector_parameters_join_the_pooled_moments():
     model = nn.Linear(3, 2)
     model.temperature = nn.Parameter(torch.tensor(0.5))     # 0-d: a weight, not a matrix
     model.scale = nn.Parameter(torch.tensor([2.0, -1.0]))  # 1-d: likewise
-    df = compute_metrics(model, ["weight_mean", "weight_var", "weight_median", "l1"])
+    df = compute_metrics(model, metrics=["weight_mean", "weight_var", "weight_median", "l1"])
     values = dict(zip(df.metric, df.value, strict=True))
     pooled = np.concatenate([model.weight.detach().double().numpy().ravel(), [0.5, 2.0, -1.0]])
     assert values["weight_mean"] == pytest.approx(pooled.mean(), rel=1e-12)

@@ -59,10 +59,10 @@ def test_parallel_and_serial_compute_metrics_agree(monkeypatch):
     model = TinyTransformer()
     metrics = ["sv_mean", "sv_var", "spectral_norm", "l1", "weight_median"]
     monkeypatch.setattr(par, "worker_count", lambda: 1)
-    serial = compute_metrics(model, metrics)
+    serial = compute_metrics(model, metrics=metrics)
     monkeypatch.setattr(par, "worker_count", lambda: 2)
-    parallel = compute_metrics(model, metrics)
-    sigma_only = compute_metrics(model, ["spectral_norm"])
+    parallel = compute_metrics(model, metrics=metrics)
+    sigma_only = compute_metrics(model, metrics=["spectral_norm"])
     np.testing.assert_allclose(parallel["value"], serial["value"], rtol=1e-12)
     np.testing.assert_allclose(sigma_only["value"],
                                serial[serial.metric == "spectral_norm"]["value"], rtol=1e-7)

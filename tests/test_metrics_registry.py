@@ -48,7 +48,7 @@ def test_user_metric_appears_in_listing_and_output(registered):
     assert "max_abs" in metric_registry.names() and "max_abs" in metric_registry.names(1)
     assert metric_registry.get("max_abs").description == "Largest absolute weight."
     net = model()
-    df = compute_metrics(net, ["max_abs", "l1"])
+    df = compute_metrics(net, metrics=["max_abs", "l1"])
     got = {(r.hook_point, r.metric): r.value for r in df.itertuples()}
     w0, w1 = net.layers[0].weight.abs().max().item(), net.layers[1].weight.abs().max().item()
     assert got[("(model)", "max_abs")] == max(w0, w1)
@@ -65,7 +65,7 @@ def test_per_matrix_values_are_cached_across_hook_points(registered):
         return sum(ctx.per_matrix("fro", lambda w: calls.append(w.shape) or float(w.norm())))
     registered.append("fro_sum")
 
-    df = compute_metrics(model(), ["fro_sum"])
+    df = compute_metrics(model(), metrics=["fro_sum"])
     assert sorted(calls) == [(2, 3), (3, 4)]       # each matrix once, for 4 hook points
     assert df["value"].notna().sum() == 4           # (model), layers, layers.0, layers.1
 
@@ -82,7 +82,7 @@ def test_wrong_signature_is_refused_at_registration(fn, match):
 
 
 def test_registration_validates_name_category_needs_and_duplicates():
-    with pytest.raises(MetricError, match=r"'l1' is already registered.*unregister_metric"):
+    with pytest.raises(MetricError, match=r"'l1' is already registered.*replace=True"):
         register_metric("l1")(lambda ctx: 0.0)
     with pytest.raises(MetricError, match="category must be 1 .* or 2"):
         register_metric("cat3", category=3)(lambda ctx: 0.0)
@@ -96,9 +96,9 @@ def test_registration_validates_name_category_needs_and_duplicates():
 def test_unknown_names_list_the_available_ones():
     with pytest.raises(MetricError, match=r"unknown metric\(s\) 'spectral'.*Did you mean: "
                        r"spectral_norm.*Available: l1, l2, l1_l2"):
-        compute_metrics(model(), ["l1", "spectral"])
+        compute_metrics(model(), metrics=["l1", "spectral"])
     with pytest.raises(MetricError, match="metrics= is empty"):
-        compute_metrics(model(), [])
+        compute_metrics(model(), metrics=[])
     with pytest.raises(MetricError, match="unknown metric"):
         unregister_metric("never_registered")
     assert issubclass(MetricError, HookstatsError)
@@ -120,7 +120,7 @@ def test_failing_plugin_gives_nan_and_recorded_error(registered):
         return 1.0
     registered.extend(["boom", "not_a_number", "only_big"])
 
-    df = compute_metrics(model(), ["boom", "l2", "not_a_number", "only_big"], points="layers.0")
+    df = compute_metrics(model(), metrics=["boom", "l2", "not_a_number", "only_big"], points="layers.0")
     rows = {(r.hook_point, r.metric): (r.value, r.note) for r in df.itertuples()}
     assert math.isnan(rows[("(model)", "boom")][0])
     assert rows[("(model)", "boom")][1] == "error: ZeroDivisionError: plugin bug"
@@ -144,8 +144,8 @@ def test_category_two_needs_task_and_gets_model_row_only(registered):
     net = model()
     with pytest.raises(MetricError, match=r"'task_metric' is category 2.*"
                        r"task=ModularAdditionTask\(p=7\)"):
-        compute_metrics(net, ["l1", "task_metric"])
-    df = compute_metrics(net, ["l1", "task_metric"], task={"scale": 2.0})
+        compute_metrics(net, metrics=["l1", "task_metric"])
+    df = compute_metrics(net, metrics=["l1", "task_metric"], task={"scale": 2.0})
     assert df[df["metric"] == "task_metric"][["hook_point", "value"]].values.tolist() == [
         ["(model)", 46.0]]                                # 2 * (12 + 3 + 6 + 2)
     assert seen == [("(model)", True, {"scale": 2.0})]

@@ -148,7 +148,7 @@ def counted(monkeypatch):
 def test_spectral_norm_alone_computes_no_full_spectrum(counted):
     model = TinyTransformer()  # 8 matrices: embed, 2 x (qkv, out, mlp.0, mlp.2) ... + head
     n_matrices = sum(1 for n, p in model.named_parameters() if p.ndim >= 2)
-    df = compute_metrics(model, ["spectral_norm", "trace_spectral"])
+    df = compute_metrics(model, metrics=["spectral_norm", "trace_spectral"])
     assert counted["full"] == 0
     assert counted["sigma"] == n_matrices         # once per matrix, for all hook points
     exact = np.mean([svd64(p.detach())[0] for n, p in model.named_parameters() if p.ndim >= 2])
@@ -158,10 +158,10 @@ def test_spectral_norm_alone_computes_no_full_spectrum(counted):
 def test_full_spectrum_serves_sigma_max_too(counted):
     model = TinyTransformer()
     n_matrices = sum(1 for n, p in model.named_parameters() if p.ndim >= 2)
-    compute_metrics(model, ["sv_var", "spectral_norm"])
+    compute_metrics(model, metrics=["sv_var", "spectral_norm"])
     assert counted["sigma"] == 0 and counted["gram"] == n_matrices
     counted.update(gram=0, full=0)
-    compute_metrics(model, ["l1", "weight_median", "trace"])  # nothing spectral
+    compute_metrics(model, metrics=["l1", "weight_median", "trace"])  # nothing spectral
     assert counted == {"gram": 0, "full": 0, "sigma": 0}
 
 
@@ -195,7 +195,7 @@ def test_pooled_median_float64_and_bf16_sources():
 
 def test_weight_median_of_nested_points_matches_numpy():
     model = TinyTransformer()
-    df = compute_metrics(model, ["weight_median"], points="blocks.*")
+    df = compute_metrics(model, metrics=["weight_median"], points="blocks.*")
     for row in df.itertuples():
         module = model if row.hook_point == "(model)" else model.get_submodule(row.hook_point)
         weights = [p.detach().double().numpy().ravel()
@@ -218,7 +218,7 @@ def test_plugins_get_copies_not_the_model_tensors():
     model = nn.Linear(3, 3)
     before = model.weight.detach().clone()
     try:
-        compute_metrics(model, ["vandal"])
+        compute_metrics(model, metrics=["vandal"])
     finally:
         unregister_metric("vandal")
     assert torch.equal(model.weight.detach(), before)
@@ -233,7 +233,7 @@ def test_a_failing_matrix_spoils_only_the_points_containing_it(monkeypatch):
         return original(grams, long_sides)
     monkeypatch.setattr(spectrum, "gram_singular_values", failing)
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(3, 5))
-    df = compute_metrics(model, ["sv_mean", "l2"])
+    df = compute_metrics(model, metrics=["sv_mean", "l2"])
     rows = {(r.hook_point, r.metric): (r.value, r.note) for r in df.itertuples()}
     for point in ("(model)", "1"):
         assert np.isnan(rows[(point, "sv_mean")][0])
@@ -247,7 +247,7 @@ def test_parameters_sharing_storage_count_once():
     b.weight = nn.Parameter(a.weight.data)   # another Parameter object, the same values
     model = nn.Sequential(a, b)
     assert model[0].weight is not model[1].weight
-    df = compute_metrics(model, ["l1", "weight_var"], points="(model)")
+    df = compute_metrics(model, metrics=["l1", "weight_var"], points="(model)")
     l1 = a.weight.detach().double().abs().sum().item()
     assert df["value"].tolist()[0] == pytest.approx(l1, rel=1e-12)   # K = 1, not 2
     assert df["value"].tolist()[1] == pytest.approx(np.var(a.weight.detach().double().numpy()))

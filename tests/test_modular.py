@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hookstats import MetricError
-from hookstats.modular import ModularAdditionTask, distance_irrelevance, gradient_symmetricity
+from hookstats.metrics.modular import ModularAdditionTask, distance_irrelevance, gradient_symmetricity
 
 P = 11
 

@@ -15,7 +15,7 @@ import torch
 
 import hookstats as hs
 from hookstats.errors import StoreError
-from hookstats.store import RECORD_COLUMNS, SCHEMA_VERSION, MetricStore
+from hookstats.runs.store import RECORD_COLUMNS, SCHEMA_VERSION, MetricStore
 
 from models import SmallCNN
 
@@ -141,8 +141,8 @@ def test_profile_is_kept_per_run(store):
 
 def test_readers_see_committed_data_while_a_write_is_open(store):
     store.write_checkpoint("a", "s1", 1, rows(CKPT))
-    assert store._query("PRAGMA journal_mode")[0][0] == "wal"
-    with store._write() as conn:  # an open write transaction, not yet committed
+    assert store._db.query("PRAGMA journal_mode")[0][0] == "wal"
+    with store._db.write() as conn:  # an open write transaction, not yet committed
         conn.execute("DELETE FROM metrics")
         reader = MetricStore(store.path, read_only=True)
         assert len(reader.to_frame()) == 3  # not blocked, sees the last commit

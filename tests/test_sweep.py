@@ -30,8 +30,8 @@ from sweep_helpers import (
 import hookstats as hs
 from hookstats.errors import HookstatsError, MetricError, StoreError
 from hookstats.metrics import compute_metrics
-from hookstats.store import MetricStore
-from hookstats.sweep import CheckpointLogger, sweep
+from hookstats.runs.store import MetricStore
+from hookstats.runs import CheckpointLogger, sweep
 
 from models import MLP, SmallCNN
 
@@ -52,9 +52,9 @@ def same_rows(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
 def test_logger_writes_what_compute_metrics_returns(tmp_path):
     torch.manual_seed(0)
     model = MLP((8, 16, 4))
-    logger = CheckpointLogger(tmp_path / "m.sqlite", "live", METRICS, config={"lr": 0.1})
+    logger = CheckpointLogger(tmp_path / "m.sqlite", "live", metrics=METRICS, config={"lr": 0.1})
     written = logger.log(model, step=100)
-    direct = compute_metrics(model, METRICS)
+    direct = compute_metrics(model, metrics=METRICS)
     pd.testing.assert_frame_equal(written, direct, check_exact=True)
     frame = logger.store.to_frame(run="live")
     assert frame["checkpoint"].unique().tolist() == ["step:100"]
@@ -67,12 +67,12 @@ def test_logger_writes_what_compute_metrics_returns(tmp_path):
     logger.log(model, step=100, if_exists="replace")
     again = logger.store.to_frame(run="live")
     assert again["value"].tolist() == pytest.approx(
-        compute_metrics(model, METRICS)["value"].tolist(), nan_ok=True)
+        compute_metrics(model, metrics=METRICS)["value"].tolist(), nan_ok=True)
     assert logger.store.runs()["config"].iloc[0] == {"lr": 0.1}
 
 
 def test_logger_keeps_the_layer_cost_profile(tmp_path):
-    logger = CheckpointLogger(tmp_path / "m.sqlite", "cnn", METRICS)
+    logger = CheckpointLogger(tmp_path / "m.sqlite", "cnn", metrics=METRICS)
     report = logger.log_profile(SmallCNN(), input_shape=(1, 28, 28), batch_size=32)
     frame, info = logger.store.profile_frame("cnn")
     # classifier: 32 * 1568 * 10 = 501_760 MACs
@@ -84,12 +84,12 @@ def test_sweep_stores_each_checkpoint_once_and_resumes(tmp_path):
     paths = write_checkpoints(tmp_path / "ckpts", [300, 100, 200])
     store = tmp_path / "m.sqlite"
     out = io.StringIO()
-    summary = sweep(str(tmp_path / "ckpts" / "*.pt"), build_mlp, store, "r", METRICS,
+    summary = sweep(str(tmp_path / "ckpts" / "*.pt"), build_mlp, store, "r", metrics=METRICS,
                     console=Console(file=out, width=100))
     assert (summary.done, summary.skipped, summary.failed, summary.total) == (3, 0, 0, 3)
     assert "sweep 'r': 3 done, 0 skipped, 0 failed of 3 checkpoints" in out.getvalue()
     same_rows(stored(store), reference(paths, "r"))
-    again = sweep(paths, build_mlp, store, "r", METRICS, progress=False)
+    again = sweep(paths, build_mlp, store, "r", metrics=METRICS, progress=False)
     assert (again.done, again.skipped, again.failed) == (0, 3, 0)
     same_rows(stored(store), reference(paths, "r"))
 
@@ -100,13 +100,13 @@ def test_task_is_passed_through_for_category_2_metrics(tmp_path):
     model = build_adder()
     torch.save({"model": model.state_dict(), "step": 5}, tmp_path / "adder.pt")
     metrics = ["distance_irrelevance", "gradient_symmetricity", "l2"]
-    summary = sweep(tmp_path / "adder.pt", build_adder, tmp_path / "m.sqlite", "r", metrics,
+    summary = sweep(tmp_path / "adder.pt", build_adder, tmp_path / "m.sqlite", "r", metrics=metrics,
                     task=task, progress=False)
     assert summary.done == 1
     with MetricStore(tmp_path / "m.sqlite") as store:
         frame = store.to_frame(run="r")
         assert "ModularAdditionTask(p=7" in store.runs()["settings"].iloc[0]["task"]
-    direct = compute_metrics(model, metrics, task=task)
+    direct = compute_metrics(model, metrics=metrics, task=task)
     assert direct["value"].notna().all()  # category-2 values really computed
     assert frame["value"].tolist() == pytest.approx(direct["value"].tolist(), rel=1e-12)
     assert frame["metric"].tolist() == direct["metric"].tolist()
@@ -114,9 +114,9 @@ def test_task_is_passed_through_for_category_2_metrics(tmp_path):
 
 def test_sweep_with_other_metrics_on_the_same_run_is_refused(tmp_path):
     paths = write_checkpoints(tmp_path, [1])
-    sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", ["l1"], progress=False)
+    sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", metrics=["l1"], progress=False)
     with pytest.raises(StoreError, match=r"run 'r' already exists with settings .*Use a new run"):
-        sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", ["l2"], progress=False)
+        sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", metrics=["l2"], progress=False)
 
 
 def write_bad_files(folder: Path) -> dict[str, str]:
@@ -140,7 +140,7 @@ def write_bad_files(folder: Path) -> dict[str, str]:
 def test_failing_checkpoints_are_recorded_and_the_sweep_goes_on(tmp_path):
     good = write_checkpoints(tmp_path, [5, 50])
     expected = write_bad_files(tmp_path)
-    summary = sweep(str(tmp_path / "*.pt"), build_mlp, tmp_path / "m.sqlite", "r", METRICS,
+    summary = sweep(str(tmp_path / "*.pt"), build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS,
                     progress=False)
     assert (summary.done, summary.skipped, summary.failed) == (2, 0, 5)
     with MetricStore(tmp_path / "m.sqlite") as store:
@@ -153,7 +153,7 @@ def test_failing_checkpoints_are_recorded_and_the_sweep_goes_on(tmp_path):
     same_rows(stored(tmp_path / "m.sqlite"), reference(good, "r"))
     # fix one file: the next sweep retries only the failures and clears that record
     write_checkpoints(tmp_path, [10])  # replaces the empty file
-    retry = sweep(str(tmp_path / "*.pt"), build_mlp, tmp_path / "m.sqlite", "r", METRICS,
+    retry = sweep(str(tmp_path / "*.pt"), build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS,
                   progress=False)
     assert (retry.done, retry.skipped, retry.failed) == (1, 2, 4)
     with MetricStore(tmp_path / "m.sqlite") as store:
@@ -165,7 +165,7 @@ def test_malicious_checkpoint_in_a_sweep_never_runs(tmp_path):
 
     marker = tmp_path / "marker"
     torch.save({"model": {"w": Payload(str(marker))}, "step": 1}, tmp_path / "ckpt_1.pt")
-    summary = sweep([tmp_path / "ckpt_1.pt"], build_mlp, tmp_path / "m.sqlite", "r", METRICS,
+    summary = sweep([tmp_path / "ckpt_1.pt"], build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS,
                     progress=False)
     assert summary.failed == 1 and "UnsafeCheckpointError: refused to load" in \
         summary.failures[0][1]
@@ -191,19 +191,19 @@ def test_errors_that_would_fail_every_checkpoint_stop_the_sweep(tmp_path, pool):
     store = tmp_path / "m.sqlite"
     with ProcessPoolExecutor(1) if pool else contextlib.nullcontext() as executor:
         with pytest.raises(MetricError, match="unknown metric.*'l9'"):
-            sweep(paths, build_mlp, store, "a", ["l9"], executor=executor, progress=False)
+            sweep(paths, build_mlp, store, "a", metrics=["l9"], executor=executor, progress=False)
         with pytest.raises(HookstatsError, match=r"build_model\(\) raised ValueError: no such"):
-            sweep(paths, broken_build, store, "b", METRICS, executor=executor, progress=False)
+            sweep(paths, broken_build, store, "b", metrics=METRICS, executor=executor, progress=False)
     with MetricStore(store) as opened:
         assert opened.failures().empty and opened.checkpoints().empty
 
 
 def test_process_pool_gives_identical_rows(tmp_path):
     paths = write_checkpoints(tmp_path / "ckpts", [1, 2, 3, 4])
-    sweep(paths, build_mlp, tmp_path / "local.sqlite", "r", METRICS, progress=False)
+    sweep(paths, build_mlp, tmp_path / "local.sqlite", "r", metrics=METRICS, progress=False)
     factory = functools.partial(MLP, (8, 16, 4))  # a partial pickles too
     with ProcessPoolExecutor(2) as pool:
-        summary = sweep(paths, factory, tmp_path / "pool.sqlite", "r", METRICS, executor=pool,
+        summary = sweep(paths, factory, tmp_path / "pool.sqlite", "r", metrics=METRICS, executor=pool,
                         progress=False)
     assert summary.done == 4
     pd.testing.assert_frame_equal(stored(tmp_path / "pool.sqlite"),
@@ -214,9 +214,9 @@ def test_a_dying_worker_stops_the_sweep_with_a_clear_error(tmp_path):
     paths = write_checkpoints(tmp_path, [1, 2])
     with ProcessPoolExecutor(1) as pool, pytest.raises(
             HookstatsError, match=r"workers died .*run the same sweep again to resume"):
-        sweep(paths, functools.partial(os._exit, 3), tmp_path / "m.sqlite", "r", METRICS,
+        sweep(paths, functools.partial(os._exit, 3), tmp_path / "m.sqlite", "r", metrics=METRICS,
               executor=pool, progress=False)
-    resumed = sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", METRICS, progress=False)
+    resumed = sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS, progress=False)
     assert resumed.done == 2
 
 
@@ -224,11 +224,11 @@ def test_a_dying_worker_stops_the_sweep_with_a_clear_error(tmp_path):
 def test_dask_local_cluster_gives_identical_rows(tmp_path):
     distributed = pytest.importorskip("distributed")
     paths = write_checkpoints(tmp_path / "ckpts", [1, 2, 3])
-    sweep(paths, build_mlp, tmp_path / "local.sqlite", "r", METRICS, progress=False)
+    sweep(paths, build_mlp, tmp_path / "local.sqlite", "r", metrics=METRICS, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        summary = sweep(paths, build_mlp, tmp_path / "dask.sqlite", "r", METRICS,
+        summary = sweep(paths, build_mlp, tmp_path / "dask.sqlite", "r", metrics=METRICS,
                         executor=client.get_executor(), progress=False)
     assert summary.done == 3
     pd.testing.assert_frame_equal(stored(tmp_path / "dask.sqlite"),
@@ -288,9 +288,9 @@ def blas_threads_metric():
 def test_worker_processes_run_numpy_blas_on_worker_threads(tmp_path, blas_threads_metric):
     paths = write_checkpoints(tmp_path / "ckpts", [1])
     with ProcessPoolExecutor(1) as pool:  # forked: the plugin is registered there too
-        sweep(paths, build_mlp, tmp_path / "pool.sqlite", "r", ["blas_threads_seen"],
+        sweep(paths, build_mlp, tmp_path / "pool.sqlite", "r", metrics=["blas_threads_seen"],
               points="(model)", executor=pool, progress=False, worker_threads=1)
     assert stored(tmp_path / "pool.sqlite")["value"].tolist() == [1.0]
-    sweep(paths, build_mlp, tmp_path / "here.sqlite", "r", ["blas_threads_seen"],
+    sweep(paths, build_mlp, tmp_path / "here.sqlite", "r", metrics=["blas_threads_seen"],
           points="(model)", progress=False)  # this process: never changed
     assert stored(tmp_path / "here.sqlite")["value"].tolist() == [float(blas_threads_metric)]

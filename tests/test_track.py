@@ -13,14 +13,14 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from hookstats.errors import TrackError
 from hookstats.points import select_points
-from hookstats.track import track
-from hookstats.track_report import PointStats
-from hookstats.track_timing import CudaEventTimer, add_sync_hooks
+from hookstats import track
+from hookstats.instrument import PointStats
+from hookstats.tracking.cuda_timing import CudaEventTimer, add_sync_hooks
 
 from models import MLP, RaisesInside, SharedLayer
 
 # the module, not the function hookstats exports under the same name
-track_module = importlib.import_module("hookstats.track")
+track_module = importlib.import_module("hookstats.tracking.tracker")
 
 
 class Branchy(nn.Module):
@@ -265,11 +265,9 @@ def test_cuda_event_timer_adds_completed_pairs():
 
 
 def test_metrics_are_computed_once_on_exit_and_join_the_frame(monkeypatch):
-    from hookstats import metrics as metrics_module
-
     calls = []
-    real = metrics_module.compute_metrics
-    monkeypatch.setattr(metrics_module, "compute_metrics",
+    real = track_module.compute_metrics
+    monkeypatch.setattr(track_module, "compute_metrics",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     model = MLP((8, 16, 4))
     with torch.no_grad():

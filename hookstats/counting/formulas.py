@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ..errors import FormulaError
+
 aten = torch.ops.aten
 
 Shape = Sequence[int]
@@ -43,17 +45,37 @@ __all__ = [
 ]
 
 
-def register_mac_formula(*ops: Any) -> Callable[[MacFormula], MacFormula]:
+def register_mac_formula(
+    *ops: Any, replace: bool = False
+) -> Callable[[MacFormula], MacFormula]:
     """Register ``formula`` for each aten op packet or overload in ``ops``.
 
-    A later registration for the same op replaces the earlier one, so a user can override a
-    built-in formula.
+    An op has one formula: registering a second one raises :class:`FormulaError` unless
+    ``replace=True`` says that it is meant to override (a built-in, say). The metric registry
+    follows the same policy.
+
+    Raises:
+        FormulaError: an op already has a formula and ``replace`` is False, or an entry of
+            ``ops`` is not an aten op.
 
     Example:
-        >>> @register_mac_formula(torch.ops.aten._int_mm)
+        >>> @register_mac_formula(torch.ops.aten._int_mm, replace=True)
         ... def int_mm_macs(a, b, *_, **__):
         ...     return a[0] * a[1] * b[1]
     """
+    for op in ops:
+        if not isinstance(op, torch._ops.OpOverloadPacket | torch._ops.OpOverload):
+            raise FormulaError(
+                f"register_mac_formula takes aten ops (torch.ops.aten.mm or one overload such "
+                f"as torch.ops.aten.lstm.input), got {op!r}."
+            )
+        if op in _FORMULAS and not replace:
+            existing = _FORMULAS[op]
+            raise FormulaError(
+                f"{op} already has a MAC formula ({existing.__module__}."
+                f"{existing.__qualname__}). Pass replace=True to override it."
+            )
+
     def decorator(formula: MacFormula) -> MacFormula:
         for op in ops:
             _FORMULAS[op] = formula

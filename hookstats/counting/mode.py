@@ -4,22 +4,49 @@
 overload (cached), turns tensor arguments into shapes, and hands the count to a *sink* -- an
 object with ``add_macs(macs)`` and ``current_point`` (the :class:`~hookstats.recorder.CallRecorder`
 in practice), which attributes it to the innermost active hook point. Ops that carry matrix
-work without a formula, or whose formula fails (nested tensors), land in ``uncounted``.
+work without a formula, or whose formula fails (nested tensors), land in ``uncounted`` as
+:class:`UncountedOp` records.
+
+May import: torch and the :mod:`hookstats.counting` siblings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-from ..records import UncountedOp
 from .coverage import carries_matrix_work
 from .formulas import MacFormula, formula_for
 
-__all__ = ["MacCounter", "MacSink"]
+__all__ = ["MacCounter", "MacSink", "UncountedOp", "merge_uncounted"]
+
+OUTSIDE_POINTS = "(outside hook points)"
+
+
+@dataclass(slots=True)
+class UncountedOp:
+    """An op that does matrix-like work but has no MAC formula: where and how often it ran."""
+
+    op: str
+    calls: int = 0
+    hook_points: set[str] = field(default_factory=set)
+
+    def copy(self) -> UncountedOp:
+        """An independent copy (the set of hook points too)."""
+        return UncountedOp(self.op, self.calls, set(self.hook_points))
+
+
+def merge_uncounted(into: MutableMapping[str, UncountedOp], new: Mapping[str, UncountedOp]) -> None:
+    """Add the uncounted ops of ``new`` (one counter's) to the running ones in ``into``."""
+    for name, op in new.items():
+        mine = into.setdefault(name, UncountedOp(op=name))
+        mine.calls += op.calls
+        mine.hook_points |= op.hook_points
 
 _UNCOUNTED = object()
 
@@ -78,7 +105,7 @@ class MacCounter(TorchDispatchMode):
         if entry is None:
             entry = self.uncounted[name] = UncountedOp(op=name)
         entry.calls += 1
-        entry.hook_points.add(self.sink.current_point or "(outside hook points)")
+        entry.hook_points.add(self.sink.current_point or OUTSIDE_POINTS)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}

@@ -4,7 +4,7 @@ The flow of one call:
 
 1. resolve ``metrics=`` against the registry (``None`` = every category-1 metric) and
    ``points=`` with :func:`hookstats.points.select_points` (``None`` = every module);
-2. build one :class:`~hookstats.metrics.cache.ParamStore` (unique parameters, tied once; meta
+2. build one :class:`~hookstats.metrics.params.ParamStore` (unique parameters, tied once; meta
    and non-float tensors refused);
 3. prefetch in bulk what the requested metrics declare in ``needs``: all spectra (float64 Gram
    eigenvalues) or only sigma_max (a float32 Lanczos direction, a float64 value), one matrix
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,14 +31,17 @@ from torch import nn
 
 from ..errors import MetricError
 from ..points import ROOT_NAME, PointSpec, select_points
-from .cache import ParamStore
+from .params import ParamStore
 from .context import MetricContext, MetricUndefined
 from .registry import MetricSpec, metric_registry
 
 COLUMNS = ["hook_point", "metric", "value", "note"]
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
-__all__ = ["COLUMNS", "compute_metrics"]
+__all__ = ["COLUMNS", "MetricNames", "compute_metrics"]
+
+MetricNames = str | Sequence[str] | None
+"""A ``metrics=`` argument: one name, several names, or None (every category-1 metric)."""
 
 
 def _dtype(precision: str | torch.dtype) -> torch.dtype:
@@ -120,16 +123,21 @@ def _evaluate(spec: MetricSpec, ctx: MetricContext) -> tuple[float, str]:
     return value, ("" if value == value else "metric returned NaN")
 
 
-def compute_metrics(model: nn.Module, metrics: str | Iterable[str] | None = None,
-                    points: PointSpec = None, *, task: Any = None,
-                    precision: str = "float32") -> pd.DataFrame:
+def compute_metrics(
+    model: nn.Module,
+    points: PointSpec = None,
+    metrics: MetricNames = None,
+    *,
+    task: Any = None,
+    precision: str = "float32",
+) -> pd.DataFrame:
     """Compute registered metrics for the whole model and for each selected hook point.
 
     Args:
         model: any ``nn.Module`` with real (non-meta) floating-point parameters; not modified.
-        metrics: a name, a list of names, or ``None`` for every category-1 metric.
         points: hook point selection as in :func:`hookstats.select_points` (``None`` = every
             module). A container's metrics pool all its descendants' parameters.
+        metrics: a name, a list of names, or ``None`` for every category-1 metric.
         task: what category-2 metrics (e.g. the modular-addition ones) need; required when one
             is requested.
         precision: ``"float32"`` (default) or ``"float64"``: the dtype plugins see; bf16/fp16
@@ -151,7 +159,7 @@ def compute_metrics(model: nn.Module, metrics: str | Iterable[str] | None = None
     Example:
         >>> import torch.nn as nn
         >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-        >>> df = compute_metrics(model, ["l2", "spectral_norm"], points=nn.Linear)
+        >>> df = compute_metrics(model, nn.Linear, ["l2", "spectral_norm"])
         >>> df["hook_point"].tolist()
         ['(model)', '(model)', '0', '0', '2', '2']
     """

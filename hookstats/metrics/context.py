@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import ParamStore, TensorStats
+from .params import ParamStore, TensorStats
 
 __all__ = ["MetricContext", "MetricUndefined"]
 
@@ -80,7 +80,7 @@ class MetricContext:
 
     Example:
         >>> from torch import nn
-        >>> from hookstats.metrics.cache import ParamStore
+        >>> from hookstats.metrics.params import ParamStore
         >>> store = ParamStore(nn.Linear(3, 2), torch.float32)
         >>> ctx = MetricContext("(model)", store.model, store, [0, 1])
         >>> [tuple(m.shape) for m in ctx.matrices], ctx.bias_names, len(ctx.singular_values())

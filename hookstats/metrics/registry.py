@@ -141,7 +141,7 @@ class MetricRegistry:
         self._specs: dict[str, MetricSpec] = {}
 
     def register_metric(self, name: str, category: int = 1, needs: Iterable[str] = (), *,
-                        description: str = "", task_hint: str = "",
+                        description: str = "", task_hint: str = "", replace: bool = False,
                         ) -> Callable[[MetricFn], MetricFn]:
         """Decorator registering ``fn(ctx) -> float`` as metric ``name`` (see the module doc).
 
@@ -150,19 +150,20 @@ class MetricRegistry:
                 the function cannot be called with one argument.
         """
         def decorator(fn: MetricFn) -> MetricFn:
-            self.add(_make_spec(name, fn, category, needs, description, task_hint))
+            self.add(_make_spec(name, fn, category, needs, description, task_hint),
+                     replace=replace)
             return fn
 
         return decorator
 
-    def add(self, spec: MetricSpec) -> None:
-        """Add an already built spec; a name may be registered once."""
-        if spec.name in self._specs:
+    def add(self, spec: MetricSpec, *, replace: bool = False) -> None:
+        """Add an already built spec; a name is registered once unless ``replace=True``."""
+        if spec.name in self._specs and not replace:
             existing = self._specs[spec.name].fn
             raise MetricError(
                 f"metric {spec.name!r} is already registered (by "
                 f"{getattr(existing, '__module__', '?')}.{getattr(existing, '__qualname__', '?')})."
-                f" Pick another name, or unregister_metric({spec.name!r}) first."
+                f" Pick another name, or pass replace=True to override it."
             )
         self._specs[spec.name] = spec
 
@@ -229,7 +230,8 @@ metric_registry = MetricRegistry()
 
 
 def register_metric(name: str, category: int = 1, needs: Iterable[str] = (), *,
-                    description: str = "", task_hint: str = "") -> Callable[[MetricFn], MetricFn]:
+                    description: str = "", task_hint: str = "",
+                    replace: bool = False) -> Callable[[MetricFn], MetricFn]:
     """Register ``fn(ctx) -> float`` as metric ``name`` in the global registry.
 
     Args:
@@ -239,9 +241,11 @@ def register_metric(name: str, category: int = 1, needs: Iterable[str] = (), *,
         needs: what the metric reads, from ``NEEDS``; lets compute_metrics prefetch in bulk.
         description: one line for listings (default: first line of the docstring).
         task_hint: category 2 only: what to pass as ``task=``, quoted in the error when missing.
+        replace: override a metric already registered under ``name`` (a built-in, say);
+            without it a second registration is an error, as for MAC formulas.
 
     Raises:
-        MetricError: duplicate or malformed name, unknown category/needs, or a function that
+        MetricError: duplicate (without ``replace=True``) or malformed name, unknown category/needs, or a function that
             cannot be called as ``fn(ctx)``.
 
     Example:
@@ -251,7 +255,7 @@ def register_metric(name: str, category: int = 1, needs: Iterable[str] = (), *,
         >>> unregister_metric("n_matrices")
     """
     return metric_registry.register_metric(name, category, needs, description=description,
-                                           task_hint=task_hint)
+                                           task_hint=task_hint, replace=replace)
 
 
 def unregister_metric(name: str) -> None:

@@ -1,0 +1,32 @@
+"""Hardware views of a cost profile: the roofline summary (:func:`summarize_hardware`), the
+precision what-if (:func:`precision_tradeoffs`), hardware presets with their sources, and the
+summary's table.
+
+May import: numpy, pandas, torch, :mod:`hookstats.errors`, :mod:`hookstats.points`,
+:mod:`hookstats.units`, :mod:`hookstats.profiling` and :mod:`hookstats.tracking`.
+"""
+
+from .presets import (
+    HARDWARE_PRESETS,
+    PRECISION_BITS,
+    HardwareSpec,
+    canonical_precision,
+    hardware_spec,
+    measure_cpu,
+)
+from .roofline import LAYER_COLUMNS, TOTAL_ROW, HardwareSummary, summarize_hardware
+from .tradeoffs import precision_tradeoffs
+
+__all__ = [
+    "HARDWARE_PRESETS",
+    "LAYER_COLUMNS",
+    "PRECISION_BITS",
+    "TOTAL_ROW",
+    "HardwareSpec",
+    "HardwareSummary",
+    "canonical_precision",
+    "hardware_spec",
+    "measure_cpu",
+    "precision_tradeoffs",
+    "summarize_hardware",
+]

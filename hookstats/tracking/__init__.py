@@ -1,0 +1,12 @@
+"""Tracking real inference: :func:`track` returns a :class:`Tracker` (the context manager that
+owns every hook), whose snapshots are :class:`TrackReport` objects; the per-signature cost
+cache, CUDA timing, the running totals, the table and the live view live here too.
+
+May import: :mod:`hookstats.instrument`, :mod:`hookstats.counting`, :mod:`hookstats.metrics`,
+:mod:`hookstats.points`, :mod:`hookstats.units`, :mod:`hookstats.errors`.
+"""
+
+from .report import TRACK_COLUMNS, TrackReport
+from .tracker import Tracker, track
+
+__all__ = ["TRACK_COLUMNS", "TrackReport", "Tracker", "track"]
