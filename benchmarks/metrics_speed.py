@@ -5,7 +5,8 @@ times, in one run:
 
 * ``hookstats all``      -- ``compute_metrics(model)``: all 14 category-1 metrics at every module
   (about 160 hook points for GPT-2) plus the ``(model)`` row;
-* ``hookstats spectral_norm`` -- ``compute_metrics(model, metrics=["spectral_norm"])``, every module;
+* ``hookstats spectral_norm`` -- ``compute_metrics(model, metrics=["spectral_norm"])``, every
+  module;
 * (a) ``torch svdvals``  -- ``torch.linalg.svdvals`` on each weight matrix, one by one, in the
   model's dtype: the naive floor of any spectral metric;
 * (b) ``numpy float64``  -- a naive per-matrix loop: ``np.linalg.svd`` (values only) and the
@@ -82,8 +83,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inplanes != out:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False),
-                                            nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, out, 1, stride, bias=False), nn.BatchNorm2d(out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.bn1(self.conv1(x)))
@@ -143,8 +145,11 @@ def unique_params(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def matrices(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {n: p.reshape(p.shape[0], -1) for n, p in params.items()
-            if not n.endswith("bias") and p.ndim >= 2}
+    return {
+        n: p.reshape(p.shape[0], -1)
+        for n, p in params.items()
+        if not n.endswith("bias") and p.ndim >= 2
+    }
 
 
 def torch_svdvals(mats: dict[str, torch.Tensor]) -> None:
@@ -158,14 +163,21 @@ def numpy_reference(params: dict[str, torch.Tensor]) -> dict[str, dict[str, floa
     for name, w in matrices(params).items():
         a = w.double().numpy()
         s = np.linalg.svd(a, compute_uv=False)
-        per_matrix[name] = {"l1": np.abs(a).sum(), "fro": np.linalg.norm(a), "trace": np.trace(a),
-                            "sv": s}
-    weights = np.concatenate([p.double().numpy().ravel() for n, p in params.items()
-                              if not n.endswith("bias")])
+        per_matrix[name] = {
+            "l1": np.abs(a).sum(),
+            "fro": np.linalg.norm(a),
+            "trace": np.trace(a),
+            "sv": s,
+        }
+    weights = np.concatenate(
+        [p.double().numpy().ravel() for n, p in params.items() if not n.endswith("bias")]
+    )
     biases = [p.double().numpy().ravel() for n, p in params.items() if n.endswith("bias")]
     biases = np.concatenate(biases) if biases else np.empty(0)
-    pooled = {"w": (weights.mean(), np.median(weights), weights.var()),
-              "b": (biases.mean(), np.median(biases), biases.var()) if biases.size else None}
+    pooled = {
+        "w": (weights.mean(), np.median(weights), weights.var()),
+        "b": (biases.mean(), np.median(biases), biases.var()) if biases.size else None,
+    }
     return {"matrices": per_matrix, "pooled": pooled}
 
 
@@ -180,6 +192,7 @@ def weightwatcher_analyze(model: nn.Module) -> Callable[[], object] | None:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return ww.WeightWatcher(model=model).analyze()
+
     return run
 
 
@@ -193,12 +206,14 @@ def expected_row(names: list[str], ref: dict) -> dict[str, float]:
         return {}
     sv = np.concatenate([m["sv"] for m in mats])
     return {
-        "l1": np.mean([m["l1"] for m in mats]), "l2": np.mean([m["fro"] for m in mats]),
+        "l1": np.mean([m["l1"] for m in mats]),
+        "l2": np.mean([m["fro"] for m in mats]),
         "l1_l2": np.mean([m["l1"] / m["fro"] for m in mats]),
         "trace": np.mean([m["trace"] for m in mats]),
         "spectral_norm": np.mean([m["sv"][0] for m in mats]),
         "trace_spectral": np.mean([m["trace"] / m["sv"][0] for m in mats]),
-        "sv_mean": sv.mean(), "sv_var": sv.var(),
+        "sv_mean": sv.mean(),
+        "sv_var": sv.var(),
     }
 
 
@@ -241,14 +256,20 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, object]:
     return float(np.median(times)), result
 
 
-def bench(name: str, console: Console, repeats: int, baseline_repeats: int,
-          ) -> list[tuple[str, str, float, str]]:
+def bench(
+    name: str,
+    console: Console,
+    repeats: int,
+    baseline_repeats: int,
+) -> list[tuple[str, str, float, str]]:
     model = build(name)
     params = unique_params(model)
     mats = matrices(params)
     n_params = sum(p.numel() for p in params.values())
-    console.print(f"[bold]{name}[/]: {n_params / 1e6:.1f}M parameters, {len(mats)} matrices, "
-                  f"{sum(1 for _ in model.modules())} modules")
+    console.print(
+        f"[bold]{name}[/]: {n_params / 1e6:.1f}M parameters, {len(mats)} matrices, "
+        f"{sum(1 for _ in model.modules())} modules"
+    )
     torch.linalg.svdvals(torch.randn(8, 8))  # warm up LAPACK
     t_all, frame = timed(lambda: compute_metrics(model), repeats)
     t_sigma, frame_sigma = timed(lambda: compute_metrics(model, metrics=["spectral_norm"]), repeats)
@@ -258,12 +279,23 @@ def bench(name: str, console: Console, repeats: int, baseline_repeats: int,
     t_c = timed(ww, baseline_repeats)[0] if ww is not None else math.nan
     err_all, n_all = max_relative_error(model, frame, ref)
     err_sigma, n_sigma = max_relative_error(model, frame_sigma, ref)
-    rows = [(name, "hookstats all metrics", t_all, f"max rel err {err_all:.1e} ({n_all} values)"),
-            (name, "hookstats spectral_norm", t_sigma,
-             f"max rel err {err_sigma:.1e} ({n_sigma} values)"),
-            (name, "(a) torch svdvals", t_a, ""), (name, "(b) numpy float64 loop", t_b, ""),
-            (name, "(c) weightwatcher analyze", t_c,
-             "" if ww is not None else "not installed (pip install weightwatcher)")]
+    rows = [
+        (name, "hookstats all metrics", t_all, f"max rel err {err_all:.1e} ({n_all} values)"),
+        (
+            name,
+            "hookstats spectral_norm",
+            t_sigma,
+            f"max rel err {err_sigma:.1e} ({n_sigma} values)",
+        ),
+        (name, "(a) torch svdvals", t_a, ""),
+        (name, "(b) numpy float64 loop", t_b, ""),
+        (
+            name,
+            "(c) weightwatcher analyze",
+            t_c,
+            "" if ww is not None else "not installed (pip install weightwatcher)",
+        ),
+    ]
     return rows
 
 
@@ -278,8 +310,10 @@ def render(rows: list[tuple[str, str, float, str]]) -> Table:
         base = by_model[model]
         ratios = ["", "", ""]
         if run.startswith("hookstats"):
-            ratios = [f"{base[k] / seconds:.1f}x" if not math.isnan(base[k]) else "-"
-                      for k in ("(a)", "(b)", "(c)")]
+            ratios = [
+                f"{base[k] / seconds:.1f}x" if not math.isnan(base[k]) else "-"
+                for k in ("(a)", "(b)", "(c)")
+            ]
         shown = "-" if math.isnan(seconds) else f"{seconds:.2f}"
         table.add_row(model, run, shown, *ratios, note)
     return table
@@ -288,18 +322,27 @@ def render(rows: list[tuple[str, str, float, str]]) -> Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="gpt2,resnet50")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="threads for torch, OpenMP, MKL and OpenBLAS (set before import)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="hookstats calls per figure (median)")
-    parser.add_argument("--baseline-repeats", type=int, default=1,
-                        help="calls per baseline figure (median)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads for torch, OpenMP, MKL and OpenBLAS (set before import)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="hookstats calls per figure (median)"
+    )
+    parser.add_argument(
+        "--baseline-repeats", type=int, default=1, help="calls per baseline figure (median)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=150)
     console.print(f"threads: {args.threads}; torch {torch.__version__}, numpy {np.__version__}")
-    rows = [r for name in args.models.split(",")
-            for r in bench(name.strip(), console, args.repeats, args.baseline_repeats)]
+    rows = [
+        r
+        for name in args.models.split(",")
+        for r in bench(name.strip(), console, args.repeats, args.baseline_repeats)
+    ]
     console.print(render(rows))
 
 

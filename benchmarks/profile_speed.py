@@ -66,6 +66,7 @@ def _peers(model: nn.Module, args: tuple) -> dict[str, Callable[[], int | None]]
             analysis = FlopCountAnalysis(model, args)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return int(analysis.total())
+
         peers["fvcore"] = fvcore_count
     with contextlib.suppress(ImportError):
         import thop
@@ -77,6 +78,7 @@ def _peers(model: nn.Module, args: tuple) -> dict[str, Callable[[], int | None]]
                 for name in ("total_ops", "total_params"):
                     m._buffers.pop(name, None)
             return int(macs)
+
         peers["thop"] = thop_count
     with contextlib.suppress(ImportError):
         import torchinfo
@@ -85,6 +87,7 @@ def _peers(model: nn.Module, args: tuple) -> dict[str, Callable[[], int | None]]
             with quiet:
                 stats = torchinfo.summary(model, input_data=list(args), verbose=0)
             return int(stats.total_mult_adds)
+
         peers["torchinfo"] = torchinfo_count
     with contextlib.suppress(ImportError):
         from ptflops import get_model_complexity_info
@@ -92,9 +95,15 @@ def _peers(model: nn.Module, args: tuple) -> dict[str, Callable[[], int | None]]
         def ptflops_count() -> int | None:
             with contextlib.redirect_stdout(io.StringIO()):
                 macs, _ = get_model_complexity_info(
-                    model, tuple(args[0].shape), as_strings=False, print_per_layer_stat=False,
-                    input_constructor=lambda _shape: args[0], backend="pytorch")
+                    model,
+                    tuple(args[0].shape),
+                    as_strings=False,
+                    print_per_layer_stat=False,
+                    input_constructor=lambda _shape: args[0],
+                    backend="pytorch",
+                )
             return None if macs is None else int(macs)
+
         peers["ptflops"] = ptflops_count
     return peers
 
@@ -102,8 +111,11 @@ def _peers(model: nn.Module, args: tuple) -> dict[str, Callable[[], int | None]]
 def _models() -> list[tuple[str, nn.Module, tuple]]:
     models = [
         ("SmallCNN b32", SmallCNN(16, 32), (torch.randn(32, 1, 28, 28),)),
-        ("TinyTransformer b8x64", TinyTransformer(vocab=1000, dim=128, heads=4, layers=4),
-         (torch.randint(0, 1000, (8, 64)),)),
+        (
+            "TinyTransformer b8x64",
+            TinyTransformer(vocab=1000, dim=128, heads=4, layers=4),
+            (torch.randint(0, 1000, (8, 64)),),
+        ),
         ("LSTM(300,512,2) T100 b2", nn.LSTM(300, 512, 2), (torch.randn(100, 2, 300),)),
     ]
     try:
@@ -136,8 +148,10 @@ def _bench_model(name: str, model: nn.Module, args: tuple, repeat: int) -> list[
             rows.append([name, peer, None, f"failed: {type(exc).__name__}"])
             continue
         rows.append([name, peer, seconds, macs])
-    return [[n, tool, _fmt_s(t), _ratio(t, reference), _ratio(t, plain), _fmt_macs(m)]
-            for n, tool, t, m in rows]
+    return [
+        [n, tool, _fmt_s(t), _ratio(t, reference), _ratio(t, plain), _fmt_macs(m)]
+        for n, tool, t, m in rows
+    ]
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -164,9 +178,15 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-LLAMA_70B = dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
-                 num_attention_heads=64, num_key_value_heads=8, vocab_size=128256,
-                 max_position_embeddings=4096)
+LLAMA_70B = dict(
+    hidden_size=8192,
+    intermediate_size=28672,
+    num_hidden_layers=80,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=4096,
+)
 
 
 def llama_70b_child(tokens: int) -> None:
@@ -180,16 +200,27 @@ def llama_70b_child(tokens: int) -> None:
     ours, report = _timed(lambda: hs.profile(model, inputs=ids, device="meta"), 2)
     rss_after_hookstats = _peak_rss_mib()
     reference, flops_macs = _timed(lambda: _flop_counter(model, (ids,)), 2)
-    print(json.dumps({
-        "params": params, "hookstats_s": ours, "flopcounter_s": reference,
-        "hookstats_macs": report.total("macs"), "flopcounter_macs": flops_macs,  # type: ignore[union-attr]
-        "peak_rss_mib": rss_after_hookstats,
-    }))
+    print(
+        json.dumps(
+            {
+                "params": params,
+                "hookstats_s": ours,
+                "flopcounter_s": reference,
+                "hookstats_macs": report.total("macs"),
+                "flopcounter_macs": flops_macs,  # type: ignore[union-attr]
+                "peak_rss_mib": rss_after_hookstats,
+            }
+        )
+    )
 
 
 def _run_70b(tokens: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--llama70b-child", str(tokens)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--llama70b-child", str(tokens)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -27,8 +27,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hookstats.runs.store import MetricStore
 from hookstats.runs import sweep
+from hookstats.runs.store import MetricStore
 
 
 def gpt2(layers: int) -> torch.nn.Module:
@@ -84,7 +84,9 @@ def time_sweep(paths: list[Path], build, workers: int, metrics, folder: Path) ->
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_warm, range(workers)))  # processes started, imports done
         start = time.perf_counter()
-        summary = sweep(paths, build, store, "bench", metrics=metrics, executor=pool, progress=False)
+        summary = sweep(
+            paths, build, store, "bench", metrics=metrics, executor=pool, progress=False
+        )
         seconds = time.perf_counter() - start
     assert summary.done == len(paths) and summary.failed == 0, summary.failures
     return seconds
@@ -92,11 +94,16 @@ def time_sweep(paths: list[Path], build, workers: int, metrics, folder: Path) ->
 
 def store_throughput(folder: Path, checkpoints: int = 200, rows: int = 2000) -> tuple[float, float]:
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "hook_point": [f"transformer.h.{i // 15 % 12}.mlp.c_fc.{i // 180}" for i in range(rows)],
-        "metric": [f"metric_{i % 15}" for i in range(rows)],
-        "value": rng.standard_normal(rows), "note": [""] * rows,
-    })
+    frame = pd.DataFrame(
+        {
+            "hook_point": [
+                f"transformer.h.{i // 15 % 12}.mlp.c_fc.{i // 180}" for i in range(rows)
+            ],
+            "metric": [f"metric_{i % 15}" for i in range(rows)],
+            "value": rng.standard_normal(rows),
+            "note": [""] * rows,
+        }
+    )
     with MetricStore(folder / "throughput.sqlite") as store:
         start = time.perf_counter()
         for step in range(checkpoints):
@@ -132,17 +139,23 @@ def main() -> None:
             rows.append((workers, seconds, len(paths) / seconds))
         after = control_speedup()
         write, read = store_throughput(folder)
-    table = Table(title=f"sweep: {len(paths)} GPT-2 checkpoints ({parameters / 1e6:.0f} M "
-                        f"parameters, {len(metrics)} metrics), ProcessPoolExecutor")
+    table = Table(
+        title=f"sweep: {len(paths)} GPT-2 checkpoints ({parameters / 1e6:.0f} M "
+        f"parameters, {len(metrics)} metrics), ProcessPoolExecutor"
+    )
     for column in ("workers", "seconds", "checkpoints/s", "speed-up"):
         table.add_column(column, justify="right")
     for workers, seconds, rate in rows:
         table.add_row(str(workers), f"{seconds:.1f}", f"{rate:.3f}", f"{rate / rows[0][2]:.2f}x")
     console.print(table)
-    console.print(f"store: write {write:,.0f} rows/s (200 checkpoints x 2,000 rows, one "
-                  f"transaction each); read {read:,.0f} rows/s (to_frame)")
-    console.print(f"control (pure compute, 1 thread per process): 2 processes gave {before:.2f}x "
-                  f"before and {after:.2f}x after the sweeps: the most this machine offered")
+    console.print(
+        f"store: write {write:,.0f} rows/s (200 checkpoints x 2,000 rows, one "
+        f"transaction each); read {read:,.0f} rows/s (to_frame)"
+    )
+    console.print(
+        f"control (pure compute, 1 thread per process): 2 processes gave {before:.2f}x "
+        f"before and {after:.2f}x after the sweeps: the most this machine offered"
+    )
     console.print("[dim]shared machine: timings are noisy[/]")
 
 

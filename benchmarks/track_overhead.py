@@ -77,33 +77,60 @@ def measure(rounds: int, forwards: int) -> list[dict[str, object]]:
     for name, model, make_input in _cases():
         for batch in (1, 32):
             n = max(10, forwards // batch)
-            results.append({"model": name, "batch": batch,
-                            **_measure_case(model, make_input(batch), rounds, n)})
+            results.append(
+                {
+                    "model": name,
+                    "batch": batch,
+                    **_measure_case(model, make_input(batch), rounds, n),
+                }
+            )
     return results
 
 
 def render(results: list[dict[str, object]]) -> Table:
-    table = Table(title=f"track() overhead per forward (CPU, {torch.get_num_threads()} threads, "
-                        "fastest of rounds)", header_style="bold")
-    for column in ("model", "batch", "plain ms", "timing off ms", "overhead", "target",
-                   "timing on ms", "overhead "):
+    table = Table(
+        title=f"track() overhead per forward (CPU, {torch.get_num_threads()} threads, "
+        "fastest of rounds)",
+        header_style="bold",
+    )
+    for column in (
+        "model",
+        "batch",
+        "plain ms",
+        "timing off ms",
+        "overhead",
+        "target",
+        "timing on ms",
+        "overhead ",
+    ):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in results:
         plain, off, on = (float(row[c]) for c in CONFIGS)  # type: ignore[arg-type]
         target = TARGETS[int(row["batch"])]  # type: ignore[call-overload]
         over_off, over_on = off / plain - 1, on / plain - 1
         verdict = "ok" if over_off < target else "MISSED"
-        table.add_row(str(row["model"]), str(row["batch"]), f"{plain * 1e3:.3f}",
-                      f"{off * 1e3:.3f}", f"{over_off:+.1%}", f"<{target:.0%} {verdict}",
-                      f"{on * 1e3:.3f}", f"{over_on:+.1%}")
+        table.add_row(
+            str(row["model"]),
+            str(row["batch"]),
+            f"{plain * 1e3:.3f}",
+            f"{off * 1e3:.3f}",
+            f"{over_off:+.1%}",
+            f"<{target:.0%} {verdict}",
+            f"{on * 1e3:.3f}",
+            f"{over_on:+.1%}",
+        )
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--forwards", type=int, default=100,
-                        help="forwards per round at batch 1 (divided by the batch size)")
+    parser.add_argument(
+        "--forwards",
+        type=int,
+        default=100,
+        help="forwards per round at batch 1 (divided by the batch size)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:

@@ -22,8 +22,8 @@ from rich.console import Console
 from torch import nn
 
 from hookstats.plots import plot_metric_history
-from hookstats.runs.store import MetricStore
 from hookstats.runs import CheckpointLogger, sweep
+from hookstats.runs.store import MetricStore
 
 P = 47
 METRICS = ["l1", "l2", "spectral_norm"]
@@ -63,8 +63,7 @@ def train(folder: Path, seconds: float, every: int, logger: CheckpointLogger) ->
         optimizer.step()
         step += 1
         if step % every == 0:
-            torch.save({"model": model.state_dict(), "step": step},
-                       folder / f"step_{step:06d}.pt")
+            torch.save({"model": model.state_dict(), "step": step}, folder / f"step_{step:06d}.pt")
             logger.log(model, step)
     with torch.no_grad():
         accuracy = (model(pairs).argmax(1) == labels).float().mean().item()
@@ -84,23 +83,32 @@ def main() -> None:
     for old in (*folder.glob("*.pt"), args.out / "metrics.sqlite"):
         old.unlink(missing_ok=True)  # a fresh run each time
     store = MetricStore(args.out / "metrics.sqlite")
-    logger = CheckpointLogger(store, "live", metrics=METRICS, config={"p": P, "seconds": args.seconds})
+    logger = CheckpointLogger(
+        store, "live", metrics=METRICS, config={"p": P, "seconds": args.seconds}
+    )
     logger.log_profile(build_model(), inputs=(torch.zeros(64, 2, dtype=torch.long),))
     train(folder, args.seconds, args.every, logger)
 
     with ProcessPoolExecutor(args.workers) as pool:
-        summary = sweep(str(folder / "*.pt"), build_model, store, "sweep", metrics=METRICS,
-                        executor=pool)
+        summary = sweep(
+            str(folder / "*.pt"), build_model, store, "sweep", metrics=METRICS, executor=pool
+        )
     live, swept = store.to_frame(run="live"), store.to_frame(run="sweep")
     a, b = live["value"].to_numpy(), swept["value"].to_numpy()
     worst = np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1e-30))
     # live ran with this process's torch threads, the workers with one: sums may differ in the
     # last bit, never more
     same_nans = np.array_equal(np.isnan(a), np.isnan(b))
-    Console().print(f"{summary.done} checkpoints swept; live vs swept: largest relative "
-                    f"difference {worst:.1e}, same NaNs: {same_nans}")
-    path = plot_metric_history(swept, args.out / "metric_history.png",
-                               metric=["l2", "spectral_norm"], title="AddMod training")
+    Console().print(
+        f"{summary.done} checkpoints swept; live vs swept: largest relative "
+        f"difference {worst:.1e}, same NaNs: {same_nans}"
+    )
+    path = plot_metric_history(
+        swept,
+        args.out / "metric_history.png",
+        metric=["l2", "spectral_norm"],
+        title="AddMod training",
+    )
     Console().print(f"wrote {path}")
     Console().print(store.runs()[["run", "checkpoints", "first_step", "last_step", "rows"]])
 

@@ -27,8 +27,9 @@ import hookstats as hs
 class AttentionRateTransformer(nn.Module):
     """One layer: embed + position, attention mixed with uniform at rate alpha, ReLU MLP."""
 
-    def __init__(self, p: int, dim: int = 64, heads: int = 4, hidden: int = 256,
-                 alpha: float = 1.0) -> None:
+    def __init__(
+        self, p: int, dim: int = 64, heads: int = 4, hidden: int = 256, alpha: float = 1.0
+    ) -> None:
         super().__init__()
         self.alpha, self.heads = alpha, heads
         self.embed = nn.Embedding(p, dim)
@@ -62,8 +63,12 @@ def accuracy(model: nn.Module, pairs: torch.Tensor, p: int) -> float:
     return float((logits.argmax(-1) == pairs.sum(1) % p).float().mean())
 
 
-def train(alpha: float, args: argparse.Namespace, logger: hs.CheckpointLogger,
-          task: hs.ModularAdditionTask) -> tuple[nn.Module, float]:
+def train(
+    alpha: float,
+    args: argparse.Namespace,
+    logger: hs.CheckpointLogger,
+    task: hs.ModularAdditionTask,
+) -> tuple[nn.Module, float]:
     torch.manual_seed(args.seed)
     model = AttentionRateTransformer(args.p, alpha=alpha)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -96,15 +101,22 @@ def main() -> None:
         (args.out / f"metrics.sqlite{suffix}").unlink(missing_ok=True)
     store = hs.MetricStore(args.out / "metrics.sqlite")
     task = hs.ModularAdditionTask(args.p, embedding="embed")
-    metrics = [*hs.metric_registry.names(category=1), "gradient_symmetricity",
-               "distance_irrelevance"]
+    metrics = [
+        *hs.metric_registry.names(category=1),
+        "gradient_symmetricity",
+        "distance_irrelevance",
+    ]
     started = time.perf_counter()
     for name, alpha in (("clock (alpha=1)", 1.0), ("pizza (alpha=0)", 0.0)):
-        logger = hs.CheckpointLogger(store, run=name, metrics=metrics, points=["embed", "mlp.*"],
-                                     task=task)
+        logger = hs.CheckpointLogger(
+            store, run=name, metrics=metrics, points=["embed", "mlp.*"], task=task
+        )
         _, test_accuracy = train(alpha, args, logger, task)
-        print(f"{name}: test accuracy {test_accuracy:.3f} "
-              f"({time.perf_counter() - started:.0f} s so far)", flush=True)
+        print(
+            f"{name}: test accuracy {test_accuracy:.3f} "
+            f"({time.perf_counter() - started:.0f} s so far)",
+            flush=True,
+        )
     print(f"trained and logged both models in {time.perf_counter() - started:.0f} s")
     show_final(store, args.out)
 
@@ -114,24 +126,33 @@ def show_final(store: hs.MetricStore, out: Path) -> None:
     from rich.table import Table
 
     frame = store.to_frame()
-    final = frame[(frame.hook_point == "(model)")
-                  & frame.metric.isin(["gradient_symmetricity", "distance_irrelevance"])]
+    final = frame[
+        (frame.hook_point == "(model)")
+        & frame.metric.isin(["gradient_symmetricity", "distance_irrelevance"])
+    ]
     last = final[final.step == final.step.max()]
     table = Table(title="final function metrics (paper: pizza GS≈0.99 DI low, clock GS≈0.33 DI≈1)")
     for column in ("run", "gradient_symmetricity", "distance_irrelevance"):
         table.add_column(column)
     for run, rows in last.groupby("run"):
         values = dict(zip(rows.metric, rows.value, strict=False))
-        table.add_row(str(run), f"{values['gradient_symmetricity']:.3f}",
-                      f"{values['distance_irrelevance']:.3f}")
+        table.add_row(
+            str(run),
+            f"{values['gradient_symmetricity']:.3f}",
+            f"{values['distance_irrelevance']:.3f}",
+        )
     Console().print(table)
     try:
         from hookstats.plots import plot_metric_history
     except ImportError:
         return
     shown = ["gradient_symmetricity", "distance_irrelevance", "l2", "spectral_norm"]
-    path = plot_metric_history(frame[frame.hook_point == "(model)"], out / "metrics.png",
-                               metric=shown, title="clock (alpha=1) vs pizza (alpha=0)")
+    path = plot_metric_history(
+        frame[frame.hook_point == "(model)"],
+        out / "metrics.png",
+        metric=shown,
+        title="clock (alpha=1) vs pizza (alpha=0)",
+    )
     print(f"wrote {path}")
 
 

@@ -16,8 +16,8 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from hookstats.hardware import precision_tradeoffs, summarize_hardware
 from hookstats import track
+from hookstats.hardware import precision_tradeoffs, summarize_hardware
 
 
 class SmallCNN(nn.Module):
@@ -47,8 +47,17 @@ def main() -> None:
             step += 1
     console.print(summarize_hardware(tracker, hardware="cpu"))
     table = precision_tradeoffs(tracker, hardware="cpu", precisions=("fp32", "bf16", "int8"))
-    console.print(table[["precision", "bytes_moved", "arithmetic_intensity", "memory_ms",
-                         "estimated_latency_ms"]].to_string(index=False))
+    console.print(
+        table[
+            [
+                "precision",
+                "bytes_moved",
+                "arithmetic_intensity",
+                "memory_ms",
+                "estimated_latency_ms",
+            ]
+        ].to_string(index=False)
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from .metrics import (
 from .points import ROOT_NAME, HookPoint, select_points
 from .profiling import Report, estimate_layerwise_stats, profile
 from .runs import CheckpointLogger, MetricStore, SweepSummary, load_checkpoint, sweep
-from .tracking import TrackReport, Tracker, track
+from .tracking import Tracker, TrackReport, track
 
 __version__ = "0.2.0.dev0"
 

@@ -75,8 +75,13 @@ def _cost_table(source: Report | pd.DataFrame) -> pd.DataFrame:
         return frame[["layer", "activation_bytes", "macs"]]
     if {"hook_point", "activation_bytes", "self_macs"} <= set(frame.columns):
         ran = frame[(frame["calls"] > 0) & frame["is_leaf"].astype(bool)]
-        return pd.DataFrame({"layer": ran["hook_point"], "activation_bytes":
-                             ran["activation_bytes"], "macs": ran["self_macs"]})
+        return pd.DataFrame(
+            {
+                "layer": ran["hook_point"],
+                "activation_bytes": ran["activation_bytes"],
+                "macs": ran["self_macs"],
+            }
+        )
     raise HookstatsError(
         "layer costs need a Report, estimate_layerwise_stats()'s frame (layer, "
         "activation_bytes, macs) or Report.to_frame(); got columns "
@@ -103,8 +108,9 @@ def layer_costs_figure(source: Report | pd.DataFrame, *, title: str | None = Non
     return figure
 
 
-def plot_layer_costs(source: Report | pd.DataFrame, path: str | PathLike[str], *,
-                     title: str | None = None) -> Path:
+def plot_layer_costs(
+    source: Report | pd.DataFrame, path: str | PathLike[str], *, title: str | None = None
+) -> Path:
     """Write :func:`layer_costs_figure` (the seed pipeline's memory and MAC plots) to ``path``.
 
     Example:
@@ -114,8 +120,9 @@ def plot_layer_costs(source: Report | pd.DataFrame, path: str | PathLike[str], *
     return _save(layer_costs_figure(source, title=title), path)
 
 
-def _select(frame: pd.DataFrame, metric: str | Sequence[str] | None,
-            points: str | Sequence[str] | None) -> pd.DataFrame:
+def _select(
+    frame: pd.DataFrame, metric: str | Sequence[str] | None, points: str | Sequence[str] | None
+) -> pd.DataFrame:
     missing = {"step", "hook_point", "metric", "value"} - set(frame.columns)
     if missing:
         raise HookstatsError(
@@ -125,8 +132,10 @@ def _select(frame: pd.DataFrame, metric: str | Sequence[str] | None,
         wanted = [metric] if isinstance(metric, str) else list(metric)
         unknown = sorted(set(wanted) - set(frame["metric"]))
         if unknown:
-            raise HookstatsError(f"no metric {unknown} in the records; they hold "
-                                 f"{sorted(set(frame['metric']))[:12]}.")
+            raise HookstatsError(
+                f"no metric {unknown} in the records; they hold "
+                f"{sorted(set(frame['metric']))[:12]}."
+            )
         frame = frame[frame["metric"].isin(wanted)]
     if points is not None:
         globs = [points] if isinstance(points, str) else list(points)
@@ -138,9 +147,13 @@ def _select(frame: pd.DataFrame, metric: str | Sequence[str] | None,
     return frame
 
 
-def metric_history_figure(frame: pd.DataFrame, *, metric: str | Sequence[str] | None = None,
-                          points: str | Sequence[str] | None = None,
-                          title: str | None = None) -> Figure:
+def metric_history_figure(
+    frame: pd.DataFrame,
+    *,
+    metric: str | Sequence[str] | None = None,
+    points: str | Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
     """One panel per metric: its value over steps, one line per hook point (and per run when
     the records hold several).
 
@@ -173,10 +186,14 @@ def metric_history_figure(frame: pd.DataFrame, *, metric: str | Sequence[str] | 
     return figure
 
 
-def plot_metric_history(frame: pd.DataFrame, path: str | PathLike[str], *,
-                        metric: str | Sequence[str] | None = None,
-                        points: str | Sequence[str] | None = None,
-                        title: str | None = None) -> Path:
+def plot_metric_history(
+    frame: pd.DataFrame,
+    path: str | PathLike[str],
+    *,
+    metric: str | Sequence[str] | None = None,
+    points: str | Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Write :func:`metric_history_figure` to ``path`` (PNG/SVG/PDF by suffix).
 
     Example:
@@ -185,8 +202,9 @@ def plot_metric_history(frame: pd.DataFrame, path: str | PathLike[str], *,
     return _save(metric_history_figure(frame, metric=metric, points=points, title=title), path)
 
 
-def activation_memory(model: Any, input_shape: tuple[int, ...], batch_sizes: Sequence[int],
-                      **profile_kwargs: Any) -> pd.DataFrame:
+def activation_memory(
+    model: Any, input_shape: tuple[int, ...], batch_sizes: Sequence[int], **profile_kwargs: Any
+) -> pd.DataFrame:
     """Total activation bytes of :func:`hookstats.estimate_layerwise_stats` per batch size.
 
     Example:
@@ -194,15 +212,25 @@ def activation_memory(model: Any, input_shape: tuple[int, ...], batch_sizes: Seq
     """
     from .profiling import estimate_layerwise_stats
 
-    totals = [int(estimate_layerwise_stats(model, batch_size=b, input_shape=input_shape,
-                                           **profile_kwargs)["activation_bytes"].sum())
-              for b in batch_sizes]
+    totals = [
+        int(
+            estimate_layerwise_stats(
+                model, batch_size=b, input_shape=input_shape, **profile_kwargs
+            )["activation_bytes"].sum()
+        )
+        for b in batch_sizes
+    ]
     return pd.DataFrame({"batch_size": list(batch_sizes), "activation_bytes": totals})
 
 
-def memory_vs_batch_figure(model: Any, input_shape: tuple[int, ...],
-                           batch_sizes: Sequence[int] = (1, 8, 16, 32, 64), *,
-                           title: str | None = None, **profile_kwargs: Any) -> Figure:
+def memory_vs_batch_figure(
+    model: Any,
+    input_shape: tuple[int, ...],
+    batch_sizes: Sequence[int] = (1, 8, 16, 32, 64),
+    *,
+    title: str | None = None,
+    **profile_kwargs: Any,
+) -> Figure:
     """The seed's example: total activation memory (MiB) against batch size.
 
     Example:
@@ -219,14 +247,19 @@ def memory_vs_batch_figure(model: Any, input_shape: tuple[int, ...],
     return figure
 
 
-def plot_memory_vs_batch(model: Any, input_shape: tuple[int, ...], path: str | PathLike[str],
-                         batch_sizes: Sequence[int] = (1, 8, 16, 32, 64), *,
-                         title: str | None = None, **profile_kwargs: Any) -> Path:
+def plot_memory_vs_batch(
+    model: Any,
+    input_shape: tuple[int, ...],
+    path: str | PathLike[str],
+    batch_sizes: Sequence[int] = (1, 8, 16, 32, 64),
+    *,
+    title: str | None = None,
+    **profile_kwargs: Any,
+) -> Path:
     """Write :func:`memory_vs_batch_figure` to ``path`` (PNG/SVG/PDF by suffix).
 
     Example:
         >>> plot_memory_vs_batch(model, (1, 28, 28), "memory.png")  # doctest: +SKIP
     """
-    figure = memory_vs_batch_figure(model, input_shape, batch_sizes, title=title,
-                                    **profile_kwargs)
+    figure = memory_vs_batch_figure(model, input_shape, batch_sizes, title=title, **profile_kwargs)
     return _save(figure, path)

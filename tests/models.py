@@ -93,9 +93,15 @@ class TinyTransformer(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.blocks = nn.ModuleList(
-            nn.ModuleDict({"norm": nn.LayerNorm(dim), "attn": TinyAttention(dim, heads),
-                           "mlp": nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(),
-                                                nn.Linear(4 * dim, dim))})
+            nn.ModuleDict(
+                {
+                    "norm": nn.LayerNorm(dim),
+                    "attn": TinyAttention(dim, heads),
+                    "mlp": nn.Sequential(
+                        nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim)
+                    ),
+                }
+            )
             for _ in range(layers)
         )
         self.head = nn.Linear(dim, vocab)

@@ -67,5 +67,8 @@ def reference(paths: list[Path], run: str, metrics: list[str] | None = METRICS) 
         frame.insert(0, "step", saved["step"])
         frame.insert(0, "run", run)
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True).sort_values("step", kind="stable").reset_index(
-        drop=True)
+    return (
+        pd.concat(frames, ignore_index=True)
+        .sort_values("step", kind="stable")
+        .reset_index(drop=True)
+    )

@@ -112,8 +112,9 @@ def test_tiny_transformer_cpu_equals_meta():
 def test_gpt2_matches_the_closed_form(impl):
     transformers = pytest.importorskip("transformers")
     L, d, V, T = 2, 64, 100, 16
-    config = transformers.GPT2Config(n_layer=L, n_embd=d, n_head=4, vocab_size=V,
-                                     n_positions=32, bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        n_layer=L, n_embd=d, n_head=4, vocab_size=V, n_positions=32, bos_token_id=0, eos_token_id=0
+    )
     config._attn_implementation = impl
     model = transformers.GPT2LMHeadModel(config)
     ids = torch.randint(0, V, (1, T))

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from hookstats.errors import CheckpointError, UnsafeCheckpointError
 from hookstats.runs.checkpoints import (
     find_checkpoints,
     load_checkpoint,
     load_into,
     step_from_name,
 )
-from hookstats.errors import CheckpointError, UnsafeCheckpointError
 
 from models import MLP
 
@@ -45,11 +45,14 @@ def test_plain_state_dict_takes_step_from_name(tmp_path, state):
     assert all(torch.equal(loaded.state_dict[k], state[k]) for k in state)
 
 
-@pytest.mark.parametrize("layout", [
-    {"model": "STATE", "step": 7},
-    {"state_dict": "STATE", "global_step": 7, "epoch": 1},
-    {"model_state_dict": "STATE", "step": torch.tensor(7)},
-])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"model": "STATE", "step": 7},
+        {"state_dict": "STATE", "global_step": 7, "epoch": 1},
+        {"model_state_dict": "STATE", "step": torch.tensor(7)},
+    ],
+)
 def test_wrapped_layouts_step_from_file_wins_over_name(tmp_path, state, layout):
     path = tmp_path / "ckpt_100.pt"
     torch.save({k: state if v == "STATE" else v for k, v in layout.items()}, path)
@@ -67,10 +70,16 @@ def test_safetensors_step_from_metadata_or_name(tmp_path, state):
     assert torch.equal(loaded.state_dict["layers.1.bias"], state["layers.1.bias"])
 
 
-@pytest.mark.parametrize(("name", "step"), [
-    ("step_001500.pt", 1500), ("run3_epoch2_step40.pth", 40), ("run7/final.pt", None),
-    ("out/checkpoint-800/pytorch_model.bin", 800), ("model-10.safetensors", 10),
-])
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("step_001500.pt", 1500),
+        ("run3_epoch2_step40.pth", 40),
+        ("run7/final.pt", None),
+        ("out/checkpoint-800/pytorch_model.bin", 800),
+        ("model-10.safetensors", 10),
+    ],
+)
 def test_step_from_name(name, step):
     assert step_from_name(name) == step
 
@@ -137,10 +146,14 @@ def test_the_payload_is_real_when_unpickled_unsafely(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-@pytest.mark.parametrize(("how", "needs"), [
-    ("torch.save", "the pickle global io.open"), ("protocol 2", "the pickle global io.open"),
-    ("protocol 5", "a pickle instruction"),
-])
+@pytest.mark.parametrize(
+    ("how", "needs"),
+    [
+        ("torch.save", "the pickle global io.open"),
+        ("protocol 2", "the pickle global io.open"),
+        ("protocol 5", "a pickle instruction"),
+    ],
+)
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, how, needs):
     marker = tmp_path / "marker"
     path = tmp_path / "step_1.pt"
@@ -149,9 +162,13 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, how, needs):
     else:
         protocol = int(how.split()[1])
         path.write_bytes(pickle.dumps({"w": Payload(str(marker))}, protocol=protocol))
-    with pytest.raises(UnsafeCheckpointError, match=(
+    with pytest.raises(
+        UnsafeCheckpointError,
+        match=(
             rf"refused to load .*step_1.pt: it needs {needs}, which could run arbitrary code.*"
-            r"can never run code.*re-save a plain state_dict.*safetensors")):
+            r"can never run code.*re-save a plain state_dict.*safetensors"
+        ),
+    ):
         load_checkpoint(path)
     assert not marker.exists()
 
@@ -186,8 +203,12 @@ def test_load_into_names_missing_unexpected_and_mismatched(tmp_path, state):
     bad["extra.weight"] = torch.zeros(1)
     bad["layers.0.weight"] = torch.zeros(3, 8)
     torch.save(bad, tmp_path / "step_2.pt")
-    with pytest.raises(CheckpointError, match=(
+    with pytest.raises(
+        CheckpointError,
+        match=(
             r"does not fit the model built by build_model\(\) \(missing keys: layers.1.bias; "
             r"unexpected keys: extra.weight; shape mismatch: layers.0.weight \(3, 8\) vs model "
-            r"\(16, 8\)\)\. build_model\(\) must build the architecture")):
+            r"\(16, 8\)\)\. build_model\(\) must build the architecture"
+        ),
+    ):
         load_into(MLP((8, 16, 4)), load_checkpoint(tmp_path / "step_2.pt"))

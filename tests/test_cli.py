@@ -34,8 +34,17 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_profile_table_and_csv_match_the_library(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "profile", CNN, "--input-shape", "1,1,28,28",
-                           "--batch-size", "32", "--csv", tmp_path / "costs.csv")
+    code, out, _ = run_cli(
+        capsys,
+        "profile",
+        CNN,
+        "--input-shape",
+        "1,1,28,28",
+        "--batch-size",
+        "32",
+        "--csv",
+        tmp_path / "costs.csv",
+    )
     assert code == 0
     assert "conv1" in out and "28.90 M" in out  # conv2: 32*32*14*14*16*9 = 28_901_376 MACs
     expected = hs.profile(SmallCNN(), input_shape=(1, 28, 28), batch_size=32).to_frame()
@@ -47,13 +56,23 @@ def test_profile_table_and_csv_match_the_library(capsys, tmp_path):
 def test_metrics_of_a_checkpoint(capsys, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     path = write_checkpoints(tmp_path, [7])[0]
-    code, out, _ = run_cli(capsys, "metrics", MLP_SPEC, "--checkpoint", path,
-                           "--metrics", ",".join(METRICS), "--csv", tmp_path / "m.csv")
+    code, out, _ = run_cli(
+        capsys,
+        "metrics",
+        MLP_SPEC,
+        "--checkpoint",
+        path,
+        "--metrics",
+        ",".join(METRICS),
+        "--csv",
+        tmp_path / "m.csv",
+    )
     assert code == 0 and "layers.0" in out
     expected = reference([path], "r")[["hook_point", "metric", "value"]]
     written = pd.read_csv(tmp_path / "m.csv", keep_default_na=False, na_values={"value": [""]})
-    pd.testing.assert_frame_equal(written[["hook_point", "metric", "value"]], expected,
-                                  check_exact=False, rtol=1e-12)  # CSV text round trip
+    pd.testing.assert_frame_equal(
+        written[["hook_point", "metric", "value"]], expected, check_exact=False, rtol=1e-12
+    )  # CSV text round trip
 
 
 def test_sweep_then_show_then_plot(capsys, tmp_path, monkeypatch):
@@ -61,14 +80,25 @@ def test_sweep_then_show_then_plot(capsys, tmp_path, monkeypatch):
     paths = write_checkpoints(tmp_path / "ckpts", [10, 20])
     (tmp_path / "ckpts" / "ckpt_00030.pt").write_bytes(b"")
     store = tmp_path / "m.sqlite"
-    code, out, _ = run_cli(capsys, "sweep", MLP_SPEC, str(tmp_path / "ckpts" / "*.pt"),
-                           "--store", store, "--run", "r", "--metrics", ",".join(METRICS),
-                           "--no-progress")
+    code, out, _ = run_cli(
+        capsys,
+        "sweep",
+        MLP_SPEC,
+        str(tmp_path / "ckpts" / "*.pt"),
+        "--store",
+        store,
+        "--run",
+        "r",
+        "--metrics",
+        ",".join(METRICS),
+        "--no-progress",
+    )
     assert code == 1  # one checkpoint failed
     assert "failed" in out and "is empty (0 bytes)" in out
     with MetricStore(store, read_only=True) as opened:
-        pd.testing.assert_frame_equal(opened.to_frame(run="r"), reference(paths, "r"),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            opened.to_frame(run="r"), reference(paths, "r"), check_exact=True
+        )
     code, out, _ = run_cli(capsys, "show", store)  # run, created, checkpoints, steps, failures
     assert code == 0 and re.search(r"│ r +│ 20\S+ +│ +2 │ +10 │ +20 │ +1 │", out)
     code, out, _ = run_cli(capsys, "show", store, "--run", "r", "--metric", "l2")
@@ -78,33 +108,53 @@ def test_sweep_then_show_then_plot(capsys, tmp_path, monkeypatch):
     assert code == 0 and "ckpt_00030.pt" in out
     code, _, _ = run_cli(capsys, "show", store, "--run", "r", "--csv", tmp_path / "r.csv")
     assert len(pd.read_csv(tmp_path / "r.csv")) == len(reference(paths, "r"))
-    code, _, _ = run_cli(capsys, "plot", "history", store, "--run", "r", "--metric", "l2",
-                         "-o", tmp_path / "l2.svg")
+    code, _, _ = run_cli(
+        capsys, "plot", "history", store, "--run", "r", "--metric", "l2", "-o", tmp_path / "l2.svg"
+    )
     assert code == 0 and (tmp_path / "l2.svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_plot_costs_and_memory(capsys, tmp_path):
-    code, _, _ = run_cli(capsys, "plot", "costs", CNN, "--input-shape", "32,1,28,28",
-                           "-o", tmp_path / "costs.png")
+    code, _, _ = run_cli(
+        capsys, "plot", "costs", CNN, "--input-shape", "32,1,28,28", "-o", tmp_path / "costs.png"
+    )
     assert code == 0 and (tmp_path / "costs.png").read_bytes()[:4] == b"\x89PNG"
-    code, _, _ = run_cli(capsys, "plot", "memory", CNN, "--input-shape", "1,1,28,28",
-                         "--batch-sizes", "1,4", "-o", tmp_path / "memory.png")
+    code, _, _ = run_cli(
+        capsys,
+        "plot",
+        "memory",
+        CNN,
+        "--input-shape",
+        "1,1,28,28",
+        "--batch-sizes",
+        "1,4",
+        "-o",
+        tmp_path / "memory.png",
+    )
     assert code == 0 and (tmp_path / "memory.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["profile", "nope.py:build", "--input-shape", "1,2"], "model file 'nope.py' not found"),
-    (["profile", "no_such_pkg_xyz:build", "--input-shape", "1,2"],
-     "cannot import module 'no_such_pkg_xyz'"),
-    (["profile", "torch.nn", "--input-shape", "1,2"], "names no factory"),
-    (["profile", "torch.nn:Nothing", "--input-shape", "1,2"], "has no callable 'Nothing'"),
-    (["profile", "torch.nn:Linear", "--input-shape", "1,2"], "factory 'torch.nn:Linear' raised"),
-    (["profile", CNN, "--input-shape", "1,x"], "'1,x' is not a shape"),
-    (["profile", CNN, "--input-shape", "1,3,28,28"], "forward raised RuntimeError in module"),
-    (["show", "missing.sqlite"], "store 'missing.sqlite' not found"),
-    (["plot", "costs", CNN, "-o", "x.png"], "plot costs needs --input-shape"),
-    (["sweep", CNN, "nothing/*.pt", "--store", "m.sqlite", "--run", "r"], "matches no"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["profile", "nope.py:build", "--input-shape", "1,2"], "model file 'nope.py' not found"),
+        (
+            ["profile", "no_such_pkg_xyz:build", "--input-shape", "1,2"],
+            "cannot import module 'no_such_pkg_xyz'",
+        ),
+        (["profile", "torch.nn", "--input-shape", "1,2"], "names no factory"),
+        (["profile", "torch.nn:Nothing", "--input-shape", "1,2"], "has no callable 'Nothing'"),
+        (
+            ["profile", "torch.nn:Linear", "--input-shape", "1,2"],
+            "factory 'torch.nn:Linear' raised",
+        ),
+        (["profile", CNN, "--input-shape", "1,x"], "'1,x' is not a shape"),
+        (["profile", CNN, "--input-shape", "1,3,28,28"], "forward raised RuntimeError in module"),
+        (["show", "missing.sqlite"], "store 'missing.sqlite' not found"),
+        (["plot", "costs", CNN, "-o", "x.png"], "plot costs needs --input-shape"),
+        (["sweep", CNN, "nothing/*.pt", "--store", "m.sqlite", "--run", "r"], "matches no"),
+    ],
+)
 def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -127,8 +177,12 @@ def test_help_has_examples(capsys, command):
 
 
 def test_python_dash_m_entry_point():
-    done = subprocess.run([sys.executable, "-m", "hookstats", "show", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "hookstats", "show", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "hookstats show runs.sqlite --failures" in done.stdout
 
 

@@ -61,8 +61,10 @@ def _naive_conv(x, w, stride, padding, dilation, groups):
     cout, cin_g, *kernel = w.shape
     dims = len(size)
     xp = np.pad(x, [(0, 0), (0, 0)] + [(padding[d], padding[d]) for d in range(dims)])
-    out_size = [(size[d] + 2 * padding[d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
-                for d in range(dims)]
+    out_size = [
+        (size[d] + 2 * padding[d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
+        for d in range(dims)
+    ]
     out = np.zeros((n, cout, *out_size))
     macs = 0
     cout_g = cout // groups
@@ -96,47 +98,70 @@ def _naive_conv_transpose(x, w, stride, padding, groups):
 
 def _registered_conv_macs(x, w, out, transposed):
     formula = formula_for(aten.convolution.default)
-    return formula(tuple(x.shape), tuple(w.shape), None, None, None, None, transposed,
-                   out_shape=tuple(out.shape))
+    return formula(
+        tuple(x.shape),
+        tuple(w.shape),
+        None,
+        None,
+        None,
+        None,
+        transposed,
+        out_shape=tuple(out.shape),
+    )
 
 
 @settings(max_examples=25, deadline=None)
 @given(
-    dims=st.integers(1, 2), batch=st.integers(1, 2), groups=st.integers(1, 2),
-    cin_g=st.integers(1, 2), cout_g=st.integers(1, 2), kernel=st.integers(1, 3),
-    stride=st.integers(1, 2), padding=st.integers(0, 1), dilation=st.integers(1, 2),
+    dims=st.integers(1, 2),
+    batch=st.integers(1, 2),
+    groups=st.integers(1, 2),
+    cin_g=st.integers(1, 2),
+    cout_g=st.integers(1, 2),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+    dilation=st.integers(1, 2),
     size=st.integers(3, 5),
 )
-def test_conv_formula_equals_brute_force(dims, batch, groups, cin_g, cout_g, kernel, stride,
-                                         padding, dilation, size):
+def test_conv_formula_equals_brute_force(
+    dims, batch, groups, cin_g, cout_g, kernel, stride, padding, dilation, size
+):
     if dilation * (kernel - 1) + 1 > size + 2 * padding:
         return
     x = torch.randn(batch, cin_g * groups, *[size] * dims, dtype=torch.float64)
     w = torch.randn(cout_g * groups, cin_g, *[kernel] * dims, dtype=torch.float64)
     conv = (F.conv1d, F.conv2d)[dims - 1]
     out = conv(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    ref, macs = _naive_conv(x.numpy(), w.numpy(), [stride] * dims, [padding] * dims,
-                            [dilation] * dims, groups)
+    ref, macs = _naive_conv(
+        x.numpy(), w.numpy(), [stride] * dims, [padding] * dims, [dilation] * dims, groups
+    )
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-9)  # the loop really is the conv
     assert _registered_conv_macs(x, w, out, False) == macs
 
 
 @settings(max_examples=20, deadline=None)
 @given(
-    dims=st.integers(1, 2), groups=st.integers(1, 2), cin_g=st.integers(1, 2),
-    cout_g=st.integers(1, 2), kernel=st.integers(1, 3), stride=st.integers(1, 2),
-    padding=st.integers(0, 1), size=st.integers(2, 4),
+    dims=st.integers(1, 2),
+    groups=st.integers(1, 2),
+    cin_g=st.integers(1, 2),
+    cout_g=st.integers(1, 2),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+    size=st.integers(2, 4),
 )
-def test_transposed_conv_formula_equals_brute_force(dims, groups, cin_g, cout_g, kernel, stride,
-                                                    padding, size):
+def test_transposed_conv_formula_equals_brute_force(
+    dims, groups, cin_g, cout_g, kernel, stride, padding, size
+):
     if (size - 1) * stride + kernel - 2 * padding < 1:
         return
     x = torch.randn(1, cin_g * groups, *[size] * dims, dtype=torch.float64)
     w = torch.randn(cin_g * groups, cout_g, *[kernel] * dims, dtype=torch.float64)
     conv = (F.conv_transpose1d, F.conv_transpose2d)[dims - 1]
     out = conv(x, w, stride=stride, padding=padding, groups=groups)
-    ref, macs = _naive_conv_transpose(x.numpy(), w.numpy(), [stride] * dims, [padding] * dims,
-                                      groups)
+    ref, macs = _naive_conv_transpose(
+        x.numpy(), w.numpy(), [stride] * dims, [padding] * dims, groups
+    )
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-9)
     assert _registered_conv_macs(x, w, out, True) == macs
 
@@ -161,18 +186,29 @@ def test_matmul_formula_equals_brute_force(data):
     k = data.draw(st.integers(1, 4))
     a_batch = data.draw(st.lists(st.integers(1, 3), max_size=2))
     b_len = data.draw(st.integers(0, len(a_batch)))
-    aligned = a_batch[len(a_batch) - b_len:]  # b's batch dims line up with a's from the right
+    aligned = a_batch[len(a_batch) - b_len :]  # b's batch dims line up with a's from the right
     b_batch = [data.draw(st.sampled_from([1, d])) for d in aligned]
     a_shape = (*a_batch, data.draw(st.integers(1, 3)), k) if data.draw(st.booleans()) else (k,)
     b_shape = (*b_batch, k, data.draw(st.integers(1, 3))) if data.draw(st.booleans()) else (k,)
     assert matmul_macs(a_shape, b_shape) == _naive_matmul_count(a_shape, b_shape)
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("_cudnn_rnn", True), ("mkldnn_rnn_layer", True), ("_scaled_mm", True),
-    ("cudnn_convolution", True), ("_efficient_attention_forward", True), ("_cdist_forward", True),
-    ("upsample_bilinear2d", False), ("mvlgamma", False), ("relu", False),
-    ("_thnn_fused_lstm_cell", False), ("convolution_backward", False), ("add", False),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("_cudnn_rnn", True),
+        ("mkldnn_rnn_layer", True),
+        ("_scaled_mm", True),
+        ("cudnn_convolution", True),
+        ("_efficient_attention_forward", True),
+        ("_cdist_forward", True),
+        ("upsample_bilinear2d", False),
+        ("mvlgamma", False),
+        ("relu", False),
+        ("_thnn_fused_lstm_cell", False),
+        ("convolution_backward", False),
+        ("add", False),
+    ],
+)
 def test_coverage_names_matrix_work(name, expected):
     assert carries_matrix_work(name) is expected

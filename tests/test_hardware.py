@@ -12,10 +12,16 @@ from rich.console import Console
 from torch import nn
 
 import hookstats as hs
-from hookstats.hardware import HardwareSpec, canonical_precision, hardware_spec, measure_cpu
-from hookstats.errors import InputSpecError
-from hookstats.hardware import precision_tradeoffs, summarize_hardware
 from hookstats import track
+from hookstats.errors import InputSpecError
+from hookstats.hardware import (
+    HardwareSpec,
+    canonical_precision,
+    hardware_spec,
+    measure_cpu,
+    precision_tradeoffs,
+    summarize_hardware,
+)
 
 from models import SmallCNN
 
@@ -36,8 +42,9 @@ FLOPS = 2 * (64 + 32)  # 192
 
 def test_seed_table_against_hand_computation():
     df = hs.estimate_layerwise_stats(tiny(), batch_size=2, input_shape=(4,))
-    hw = summarize_hardware(df, latency_ms=0.001, memory_bandwidth_gbps=100, peak_tflops=1.0,
-                            input_bytes=32)
+    hw = summarize_hardware(
+        df, latency_ms=0.001, memory_bandwidth_gbps=100, peak_tflops=1.0, input_bytes=32
+    )
     layers = hw.rows.set_index("hook_point")
     assert layers["input_bytes"].tolist() == [32, 64]  # given; then the previous output
     assert layers["bytes_moved"].tolist() == [L0_BYTES, L2_BYTES]
@@ -74,8 +81,9 @@ def test_without_peak_the_bound_is_unknown_and_input_defaults_to_zero():
 
 def test_seed_small_cnn_batch_32():
     df = hs.estimate_layerwise_stats(SmallCNN(), batch_size=32, input_shape=(1, 28, 28))
-    hw = summarize_hardware(df, latency_ms=4.2, memory_bandwidth_gbps=900,
-                            input_bytes=32 * 1 * 28 * 28 * 4)
+    hw = summarize_hardware(
+        df, latency_ms=4.2, memory_bandwidth_gbps=900, input_bytes=32 * 1 * 28 * 28 * 4
+    )
     # conv1 640 + 100_352 + 1_605_632; conv2 18_560 + 1_605_632 + 802_816;
     # classifier 62_760 + 802_816 + 1_280
     assert hw.rows["bytes_moved"].tolist() == [1_706_624, 2_427_008, 866_856]
@@ -94,11 +102,17 @@ def test_report_frame_uses_real_inputs_and_counts_innermost_rows():
 
 
 def test_per_layer_latency_gives_per_layer_bandwidth():
-    frame = pd.DataFrame({
-        "hook_point": ["a", "b"], "calls": [10, 10], "parameter_bytes": [100, 0],
-        "input_bytes": [50, 500], "activation_bytes": [50, 500], "macs": [1000, 0],
-        "latency_ms": [0.01, 0.02],
-    })
+    frame = pd.DataFrame(
+        {
+            "hook_point": ["a", "b"],
+            "calls": [10, 10],
+            "parameter_bytes": [100, 0],
+            "input_bytes": [50, 500],
+            "activation_bytes": [50, 500],
+            "macs": [1000, 0],
+            "latency_ms": [0.01, 0.02],
+        }
+    )
     hw = summarize_hardware(frame, memory_bandwidth_gbps=1.0)
     layers = hw.rows.set_index("hook_point")
     # a: 10 * 100 + 50 + 50 = 1100 B in 1e-5 s = 0.11 GB/s; b: 1000 B in 2e-5 s = 0.05 GB/s
@@ -121,15 +135,17 @@ def test_tracker_summary_counts_weights_per_call():
 
 def test_precision_tradeoffs_scale_sizes_not_macs():
     df = hs.estimate_layerwise_stats(tiny(), batch_size=2, input_shape=(4,))
-    table = precision_tradeoffs(df, 0.001, hardware="h100", input_bytes=32,
-                                precisions=("fp32", "bf16", "int8", "int4"))
+    table = precision_tradeoffs(
+        df, 0.001, hardware="h100", input_bytes=32, precisions=("fp32", "bf16", "int8", "int4")
+    )
     assert table["bytes_moved"].tolist() == [408, 204, 102, 51]  # x 1, 1/2, 1/4, 1/8
     assert table["flops"].tolist() == [192] * 4
     assert table["speedup"].tolist()[:3] == pytest.approx([1, 2, 4])  # memory-bound
     assert table["estimated_latency_ms"].tolist()[:3] == pytest.approx([1e-3, 5e-4, 2.5e-4])
     assert math.isnan(table.loc[3, "speedup"])  # no int4 peak: rooflines not comparable
     assert table["compute_ms"].tolist()[:3] == pytest.approx(
-        [192 / 67e12 * 1e3, 192 / 989.4e12 * 1e3, 192 / 1978.9e12 * 1e3])
+        [192 / 67e12 * 1e3, 192 / 989.4e12 * 1e3, 192 / 1978.9e12 * 1e3]
+    )
     assert table.loc[3, "bound"] == "unknown"  # Hopper has no INT4 tensor-core mode
     assert math.isnan(table.loc[1, "achieved_bandwidth_gbps"])  # measured in fp32 only
 
@@ -151,17 +167,24 @@ def test_presets_and_precisions():
     spec = measure_cpu(copy_mib=1, matmul_size=16, repeats=1)
     assert spec.memory_bandwidth_gbps > 0 and spec.peak("fp32") > 0
     custom = HardwareSpec("mine", 50.0, {"fp32": 1.0})
-    assert summarize_hardware(
-        hs.estimate_layerwise_stats(tiny(), 2, (4,)), 1.0, hardware=custom).peak_tflops == 1.0
+    assert (
+        summarize_hardware(
+            hs.estimate_layerwise_stats(tiny(), 2, (4,)), 1.0, hardware=custom
+        ).peak_tflops
+        == 1.0
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"memory_bandwidth_gbps": None}, "memory_bandwidth_gbps must be a positive number"),
-    ({"hardware": "tpu"}, "unknown hardware 'tpu'; presets are a100, h100, rtx4090, cpu"),
-    ({"precision": "fp12"}, "unknown precision 'fp12'"),
-    ({"latency_ms": -1.0}, "latency_ms must be positive"),
-    ({"peak_tflops": 0.0}, "peak_tflops must be positive"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"memory_bandwidth_gbps": None}, "memory_bandwidth_gbps must be a positive number"),
+        ({"hardware": "tpu"}, "unknown hardware 'tpu'; presets are a100, h100, rtx4090, cpu"),
+        ({"precision": "fp12"}, "unknown precision 'fp12'"),
+        ({"latency_ms": -1.0}, "latency_ms must be positive"),
+        ({"peak_tflops": 0.0}, "peak_tflops must be positive"),
+    ],
+)
 def test_errors_name_the_problem(kwargs, message):
     df = hs.estimate_layerwise_stats(tiny(), 2, (4,))
     arguments = {"latency_ms": 1.0, "memory_bandwidth_gbps": 10.0, **kwargs}
@@ -171,8 +194,11 @@ def test_errors_name_the_problem(kwargs, message):
 
 def test_missing_columns_are_listed():
     with pytest.raises(InputSpecError, match="lacks column.*macs"):
-        summarize_hardware(pd.DataFrame({"layer": ["a"], "parameter_bytes": [1],
-                                         "activation_bytes": [1]}), 1.0, 1.0)
+        summarize_hardware(
+            pd.DataFrame({"layer": ["a"], "parameter_bytes": [1], "activation_bytes": [1]}),
+            1.0,
+            1.0,
+        )
 
 
 def test_rendered_summary_table():
@@ -184,5 +210,14 @@ def test_rendered_summary_table():
     total = next(line for line in output.splitlines() if line.startswith("│ total"))
     cells = [c.strip() for c in total.strip("│").split("│")]
     # calls, bytes moved, MACs, FLOP/B, latency, GB/s, utilisation, roofline, bound
-    assert cells[1:] == ["2", "408 B", "96", "0.471", "0.001", "0.408", "0.4%", "4.08e-06",
-                         "memory"]
+    assert cells[1:] == [
+        "2",
+        "408 B",
+        "96",
+        "0.471",
+        "0.001",
+        "0.408",
+        "0.4%",
+        "4.08e-06",
+        "memory",
+    ]

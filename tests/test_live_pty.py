@@ -18,8 +18,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "live_inference.py"
 def run_in_pty(command: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Run ``command`` with a pty as stdin/stdout/stderr; return its exit code and output."""
     controller, terminal = pty.openpty()
-    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
-                               env=env, close_fds=True)
+    process = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True
+    )
     os.close(terminal)
     chunks, deadline = [], time.monotonic() + timeout
     try:
@@ -47,8 +48,13 @@ def run_in_pty(command: list[str], env: dict[str, str], timeout: float) -> tuple
 
 @pytest.mark.slow
 def test_live_example_renders_in_a_terminal_and_exits_cleanly():
-    env = {**os.environ, "HOOKSTATS_EXAMPLE_SECONDS": "0.8", "TERM": "xterm-256color",
-           "COLUMNS": "120", "LINES": "40"}
+    env = {
+        **os.environ,
+        "HOOKSTATS_EXAMPLE_SECONDS": "0.8",
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+        "LINES": "40",
+    }
     env.pop("NO_COLOR", None)
     code, output = run_in_pty([sys.executable, str(EXAMPLE)], env, timeout=90)
     assert code == 0, output[-2000:]

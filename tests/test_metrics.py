@@ -16,9 +16,22 @@ from hookstats.metrics import compute_metrics, metric_registry
 
 from models import SmallCNN, TiedEmbedding, TinyTransformer
 
-BUILTINS = ["l1", "l2", "l1_l2", "weight_mean", "weight_median", "weight_var", "bias_mean",
-            "bias_median", "bias_var", "trace", "spectral_norm", "trace_spectral", "sv_mean",
-            "sv_var"]
+BUILTINS = [
+    "l1",
+    "l2",
+    "l1_l2",
+    "weight_mean",
+    "weight_median",
+    "weight_var",
+    "bias_mean",
+    "bias_median",
+    "bias_var",
+    "trace",
+    "spectral_norm",
+    "trace_spectral",
+    "sv_mean",
+    "sv_var",
+]
 
 
 class Zoo(nn.Module):
@@ -45,6 +58,7 @@ def randomized(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 # --- the independent reference: plain numpy float64, straight from the definitions -------------
+
 
 def reference(module: nn.Module) -> dict[str, float]:
     params = [(n, p.detach().double().numpy()) for n, p in module.named_parameters()]
@@ -91,7 +105,9 @@ def assert_matches_reference(model: nn.Module, df: pd.DataFrame) -> None:
                 assert math.isnan(got[(point, metric)]), (point, metric)
             else:
                 assert got[(point, metric)] == pytest.approx(value, rel=1e-6, abs=1e-12), (
-                    point, metric)
+                    point,
+                    metric,
+                )
 
 
 @pytest.mark.parametrize("build", [Zoo, SmallCNN, TinyTransformer, TiedEmbedding])
@@ -100,16 +116,22 @@ def test_every_metric_matches_numpy_reference_at_every_hook_point(build):
     df = compute_metrics(model)
     assert list(df.columns) == ["hook_point", "metric", "value", "note"]
     assert df["metric"].unique().tolist() == BUILTINS
-    assert df["hook_point"].unique().tolist() == ["(model)"] + [n for n, _ in
-                                                               model.named_modules() if n]
+    assert df["hook_point"].unique().tolist() == ["(model)"] + [
+        n for n, _ in model.named_modules() if n
+    ]
     assert_matches_reference(model, df)
 
 
 def test_tied_weights_count_once():
     model = randomized(Zoo())
     got = table(compute_metrics(model, metrics=["l1", "weight_mean"], points="(model)"))
-    mats = [model.embed.weight, model.conv.weight, model.conv2d.weight, model.block[0].weight,
-            model.block[2].weight]  # head.weight is embed.weight: 5 matrices, not 6
+    mats = [
+        model.embed.weight,
+        model.conv.weight,
+        model.conv2d.weight,
+        model.block[0].weight,
+        model.block[2].weight,
+    ]  # head.weight is embed.weight: 5 matrices, not 6
     l1 = np.mean([p.detach().double().abs().sum().item() for p in mats])
     assert got[("(model)", "l1")] == pytest.approx(l1, rel=1e-12)
     n_weights = sum(p.numel() for p in mats) + 5  # + layernorm scale
@@ -119,6 +141,7 @@ def test_tied_weights_count_once():
 
 
 # --- hand-made matrices with known answers -----------------------------------------------------
+
 
 def linear_with(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:
     w = torch.tensor(weight, dtype=torch.float32)
@@ -137,30 +160,30 @@ def values(model: nn.Module, point: str = "(model)") -> dict[str, float]:
 
 def test_diagonal_matrix():
     v = values(linear_with([[3.0, 0.0], [0.0, -4.0]], bias=[1.0, 2.0]))
-    assert v["l1"] == 7.0                     # 3 + 4
-    assert v["l2"] == 5.0                     # sqrt(9 + 16)
-    assert v["l1_l2"] == pytest.approx(1.4)   # 7 / 5
-    assert v["trace"] == -1.0                 # 3 - 4
-    assert v["spectral_norm"] == pytest.approx(4.0, rel=1e-12)   # singular values {4, 3}
+    assert v["l1"] == 7.0  # 3 + 4
+    assert v["l2"] == 5.0  # sqrt(9 + 16)
+    assert v["l1_l2"] == pytest.approx(1.4)  # 7 / 5
+    assert v["trace"] == -1.0  # 3 - 4
+    assert v["spectral_norm"] == pytest.approx(4.0, rel=1e-12)  # singular values {4, 3}
     assert v["trace_spectral"] == pytest.approx(-0.25, rel=1e-12)  # -1 / 4
     assert v["sv_mean"] == pytest.approx(3.5, rel=1e-12)
-    assert v["sv_var"] == pytest.approx(0.25, rel=1e-12)      # ((4-3.5)^2 + (3-3.5)^2) / 2
-    assert v["weight_mean"] == -0.25                           # (3 + 0 + 0 - 4) / 4
-    assert v["weight_median"] == 0.0                           # sorted -4, 0, 0, 3
-    assert v["weight_var"] == pytest.approx(6.1875)            # (9 + 16) / 4 - 0.25^2
+    assert v["sv_var"] == pytest.approx(0.25, rel=1e-12)  # ((4-3.5)^2 + (3-3.5)^2) / 2
+    assert v["weight_mean"] == -0.25  # (3 + 0 + 0 - 4) / 4
+    assert v["weight_median"] == 0.0  # sorted -4, 0, 0, 3
+    assert v["weight_var"] == pytest.approx(6.1875)  # (9 + 16) / 4 - 0.25^2
     assert (v["bias_mean"], v["bias_median"], v["bias_var"]) == (1.5, 1.5, 0.25)
 
 
 def test_rank_one_matrix():
     # u v^T with u = (1, 2, 2) (norm 3), v = (3, 4) (norm 5): singular values {15, 0}
     v = values(linear_with([[3.0, 4.0], [6.0, 8.0], [6.0, 8.0]]))
-    assert v["l1"] == 35.0                    # 3+4+6+8+6+8
-    assert v["l2"] == pytest.approx(15.0)     # = sigma_max for rank 1
-    assert v["trace"] == 11.0                 # 3 + 8 (rectangular: main diagonal)
+    assert v["l1"] == 35.0  # 3+4+6+8+6+8
+    assert v["l2"] == pytest.approx(15.0)  # = sigma_max for rank 1
+    assert v["trace"] == 11.0  # 3 + 8 (rectangular: main diagonal)
     assert v["spectral_norm"] == pytest.approx(15.0, rel=1e-12)
     assert v["trace_spectral"] == pytest.approx(11 / 15, rel=1e-12)
-    assert v["sv_mean"] == pytest.approx(7.5, rel=1e-12)       # (15 + 0) / 2
-    assert v["sv_var"] == pytest.approx(56.25, rel=1e-12)      # 7.5^2
+    assert v["sv_mean"] == pytest.approx(7.5, rel=1e-12)  # (15 + 0) / 2
+    assert v["sv_var"] == pytest.approx(56.25, rel=1e-12)  # 7.5^2
 
 
 def test_identity_and_rectangular():
@@ -170,7 +193,7 @@ def test_identity_and_rectangular():
     assert v["sv_mean"] == pytest.approx(1.0, rel=1e-12)
     assert v["sv_var"] == pytest.approx(0.0, abs=1e-24)
     v = values(linear_with([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
-    assert v["trace"] == 6.0                  # 1 + 5
+    assert v["trace"] == 6.0  # 1 + 5
     s = np.linalg.svd(np.array([[1.0, 2, 3], [4, 5, 6]]), compute_uv=False)  # 9.508, 0.7729
     assert v["spectral_norm"] == pytest.approx(s[0], rel=1e-12)
     assert v["sv_mean"] == pytest.approx(s.mean(), rel=1e-12)
@@ -181,20 +204,21 @@ def test_conv_kernel_is_reshaped_to_out_channels_by_rest():
     with torch.no_grad():
         conv.weight.copy_(torch.arange(8.0).reshape(2, 1, 2, 2))  # matrix [[0,1,2,3],[4,5,6,7]]
     v = values(conv)
-    assert v["trace"] == 5.0                  # 0 + 5
-    assert v["l1"] == 28.0                    # 0 + 1 + ... + 7
+    assert v["trace"] == 5.0  # 0 + 5
+    assert v["l1"] == 28.0  # 0 + 1 + ... + 7
 
 
 def test_container_averages_over_its_matrices():
     a, b = linear_with([[3.0, 0.0], [0.0, -4.0]]), linear_with([[1.0, 1.0], [1.0, 1.0]])
     v = values(nn.Sequential(a, b))
-    assert v["l1"] == 5.5                     # (7 + 4) / 2
-    assert v["l2"] == 3.5                     # (5 + 2) / 2
+    assert v["l1"] == 5.5  # (7 + 4) / 2
+    assert v["l2"] == 3.5  # (5 + 2) / 2
     assert v["spectral_norm"] == pytest.approx(3.0)  # (4 + 2) / 2, ones(2,2) has sigma {2, 0}
-    assert v["trace"] == 0.5                  # (-1 + 2) / 2
+    assert v["trace"] == 0.5  # (-1 + 2) / 2
 
 
 # --- undefined cases: NaN with a reason, never a crash ------------------------------------------
+
 
 def notes(df: pd.DataFrame) -> dict[tuple[str, str], str]:
     return {(r.hook_point, r.metric): r.note for r in df.itertuples()}
@@ -208,8 +232,8 @@ def test_undefined_cases_give_nan_with_reason():
     for metric in ("l1_l2", "trace_spectral"):
         assert math.isnan(got[("0", metric)]) and "zero matrix '0.weight'" in why[("0", metric)]
     assert why[("0", "bias_mean")] == "no bias parameters"
-    assert "no weight matrices" in why[("1", "l2")]     # layernorm: 1-D weights only
-    assert got[("1", "weight_mean")] == 1.0             # its scale is ones
+    assert "no weight matrices" in why[("1", "l2")]  # layernorm: 1-D weights only
+    assert got[("1", "weight_mean")] == 1.0  # its scale is ones
     assert got[("1", "bias_median")] == 0.0
     assert why[("2", "weight_var")] == "no weight parameters"
     assert df["value"].isna().sum() == (df["note"] != "").sum()  # every NaN explains itself
@@ -225,7 +249,7 @@ def test_non_finite_weights_spoil_only_their_own_values():
     for metric in ("l1", "weight_median", "sv_var", "spectral_norm"):
         assert math.isnan(got[("0", metric)]) and "NaN/Inf" in why[("0", metric)]
         assert "'0.weight'" in why[("(model)", metric)]
-    assert not math.isnan(got[("0", "bias_mean")])      # 0.bias is fine
+    assert not math.isnan(got[("0", "bias_mean")])  # 0.bias is fine
     assert math.isnan(got[("1", "bias_mean")]) and "'1.bias'" in why[("1", "bias_mean")]
     expected = reference(model[1])
     for metric in ("l1", "weight_median", "sv_var", "spectral_norm", "trace_spectral"):
@@ -234,11 +258,13 @@ def test_non_finite_weights_spoil_only_their_own_values():
 
 # --- selection, precision, refusals -------------------------------------------------------------
 
+
 def test_points_select_rows_and_model_row_always_comes_first():
     model = randomized(TinyTransformer())
     df = compute_metrics(model, metrics=["l2", "sv_mean"], points="blocks.*.attn")
-    assert df["hook_point"].tolist() == ["(model)"] * 2 + ["blocks.0.attn"] * 2 + [
-        "blocks.1.attn"] * 2
+    assert (
+        df["hook_point"].tolist() == ["(model)"] * 2 + ["blocks.0.attn"] * 2 + ["blocks.1.attn"] * 2
+    )
     assert_matches_reference(model, df)
     with pytest.raises(PointSelectionError, match="selects no module"):
         compute_metrics(model, metrics=["l2"], points="blocks.*.atn")
@@ -285,7 +311,7 @@ def test_model_is_left_untouched():
 
 def test_scalar_and_vector_parameters_join_the_pooled_moments():
     model = nn.Linear(3, 2)
-    model.temperature = nn.Parameter(torch.tensor(0.5))     # 0-d: a weight, not a matrix
+    model.temperature = nn.Parameter(torch.tensor(0.5))  # 0-d: a weight, not a matrix
     model.scale = nn.Parameter(torch.tensor([2.0, -1.0]))  # 1-d: likewise
     df = compute_metrics(model, metrics=["weight_mean", "weight_var", "weight_median", "l1"])
     values = dict(zip(df.metric, df.value, strict=True))

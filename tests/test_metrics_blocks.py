@@ -18,7 +18,7 @@ def test_matrix_sums_match_numpy_float64(monkeypatch, shape, block_elements):
     a64 = a.astype(np.float64)
     sums = blocks.matrix_sums(a, with_gram=True)
     assert sums.total == pytest.approx(a64.sum(), rel=1e-12, abs=1e-12)
-    assert sums.sumsq == pytest.approx((a64 ** 2).sum(), rel=1e-12, abs=1e-12)
+    assert sums.sumsq == pytest.approx((a64**2).sum(), rel=1e-12, abs=1e-12)
     assert sums.abs_total == pytest.approx(np.abs(a64).sum(), rel=1e-12, abs=1e-12)
     gram = a64.T @ a64 if shape[0] >= shape[1] else a64 @ a64.T
     np.testing.assert_allclose(sums.gram, gram, rtol=1e-12, atol=1e-12)
@@ -30,9 +30,11 @@ def test_centred_sumsq_is_the_exact_second_pass(monkeypatch):
     a = (1e4 + np.random.default_rng(1).standard_normal((20, 9))).astype(np.float32)
     a64 = a.astype(np.float64)
     assert blocks.centred_sumsq(a, float(a64.mean())) == pytest.approx(
-        ((a64 - a64.mean()) ** 2).sum(), rel=1e-10)
-    assert np.array_equal(a, (1e4 + np.random.default_rng(1).standard_normal((20, 9)))
-                          .astype(np.float32))  # the input is never written
+        ((a64 - a64.mean()) ** 2).sum(), rel=1e-10
+    )
+    assert np.array_equal(
+        a, (1e4 + np.random.default_rng(1).standard_normal((20, 9))).astype(np.float32)
+    )  # the input is never written
 
 
 def test_non_finite_input_gives_non_finite_sums():

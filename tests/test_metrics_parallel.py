@@ -64,8 +64,9 @@ def test_parallel_and_serial_compute_metrics_agree(monkeypatch):
     parallel = compute_metrics(model, metrics=metrics)
     sigma_only = compute_metrics(model, metrics=["spectral_norm"])
     np.testing.assert_allclose(parallel["value"], serial["value"], rtol=1e-12)
-    np.testing.assert_allclose(sigma_only["value"],
-                               serial[serial.metric == "spectral_norm"]["value"], rtol=1e-7)
+    np.testing.assert_allclose(
+        sigma_only["value"], serial[serial.metric == "spectral_norm"]["value"], rtol=1e-7
+    )
 
 
 def test_set_blas_threads_sets_the_process_count_and_returns_the_previous():
@@ -98,22 +99,23 @@ def test_concurrent_pools_restore_the_blas_count_once_all_are_done():
                 inside[name].set()
                 release[name].wait()
             return x
+
         list(par.parallel_map(job, range(3), workers=2))
 
     callers = {name: threading.Thread(target=run, args=(name,), daemon=True) for name in "ab"}
     try:
         callers["a"].start()
         assert inside["a"].wait(10)
-        callers["b"].start()       # enters while a's pool runs: sees BLAS at 1 already
+        callers["b"].start()  # enters while a's pool runs: sees BLAS at 1 already
         assert inside["b"].wait(10)
         release["a"].set()
         callers["a"].join(10)
-        during = found[1]()        # b still runs: a must not have restored yet
+        during = found[1]()  # b still runs: a must not have restored yet
     finally:
         for event in release.values():
             event.set()
         for caller in callers.values():
             caller.join(10)
     after = found[1]()
-    par.set_blas_threads(before)   # leave the process as it was, whatever happened
+    par.set_blas_threads(before)  # leave the process as it was, whatever happened
     assert (during, after) == (1, before)

@@ -46,12 +46,11 @@ def test_lanczos_top_eigenvalue_matches_eigvalsh():
     rng = np.random.default_rng(3)
     grams = [spectrum.gram(rng.standard_normal((500, 300))) for _ in range(3)]  # Wishart
     clustered = np.diag(np.linspace(1.0, 2.0, 300))
-    clustered[-1, -1] = 2.0 + 1e-7                 # top gap of 5e-8, relative
+    clustered[-1, -1] = 2.0 + 1e-7  # top gap of 5e-8, relative
     rotation = np.linalg.qr(rng.standard_normal((300, 300)))[0]
     rank_one = np.outer(np.arange(1.0, 81.0), np.arange(1.0, 81.0))  # invariant after 1 step
-    grams += [rotation @ clustered @ rotation.T, rank_one, np.zeros((300, 300)),
-              grams[0][:10, :10]]
-    for g in grams:                                # the last: below LANCZOS_DIRECT_BELOW
+    grams += [rotation @ clustered @ rotation.T, rank_one, np.zeros((300, 300)), grams[0][:10, :10]]
+    for g in grams:  # the last: below LANCZOS_DIRECT_BELOW
         exact = np.linalg.eigvalsh(g)[-1]
         assert spectrum.top_eigenvalue(g) == pytest.approx(exact, rel=1e-9, abs=1e-300)
 
@@ -67,16 +66,18 @@ def _with_spectrum(shape, values, seed=0, dtype=np.float32):
 SIGMA_CASES = {
     "random tall (clustered top)": lambda: np.random.default_rng(4).standard_normal((900, 300)),
     "random wide": lambda: np.random.default_rng(5).standard_normal((200, 700)) * 0.02,
-    "top gap 1e-7": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-7, np.linspace(1, .5, 199)]),
-    "top gap 1e-6": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-6, np.linspace(1, .5, 199)]),
-    "top gap 1e-5": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-5, np.linspace(1, .5, 199)]),
+    "top gap 1e-7": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-7, np.linspace(1, 0.5, 199)]),
+    "top gap 1e-6": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-6, np.linspace(1, 0.5, 199)]),
+    "top gap 1e-5": lambda: _with_spectrum((300, 200), np.r_[1 + 1e-5, np.linspace(1, 0.5, 199)]),
     "all equal (orthogonal)": lambda: np.linalg.qr(
-        np.random.default_rng(6).standard_normal((256, 256)))[0].astype(np.float32),
+        np.random.default_rng(6).standard_normal((256, 256))
+    )[0].astype(np.float32),
     "rank one": lambda: np.outer(np.arange(1.0, 301.0), np.ones(200)).astype(np.float32),
     "tiny entries": lambda: np.random.default_rng(7).standard_normal((300, 200)) * 1e-30,
     "huge entries": lambda: np.random.default_rng(8).standard_normal((200, 240)) * 1e30,
-    "float64, not float32-exact": lambda: _with_spectrum((250, 200), np.linspace(3, 1, 200),
-                                                         dtype=np.float64),
+    "float64, not float32-exact": lambda: _with_spectrum(
+        (250, 200), np.linspace(3, 1, 200), dtype=np.float64
+    ),
     "below the direct threshold": lambda: np.random.default_rng(9).standard_normal((40, 5)),
 }
 
@@ -95,8 +96,11 @@ def test_top_singular_value_matches_float64_svd(case):
 def test_top_singular_value_takes_the_float32_route_above_the_direct_threshold(monkeypatch):
     taken = []
     original = spectrum.lanczos_top
-    monkeypatch.setattr(spectrum, "lanczos_top", lambda g, *args, **kwargs:
-                        taken.append(g.dtype) or original(g, *args, **kwargs))
+    monkeypatch.setattr(
+        spectrum,
+        "lanczos_top",
+        lambda g, *args, **kwargs: taken.append(g.dtype) or original(g, *args, **kwargs),
+    )
     for case in ("tiny entries", "huge entries", "float64, not float32-exact", "rank one"):
         spectrum.top_singular_value(SIGMA_CASES[case]())
     assert taken == [np.float32] * 4
@@ -114,11 +118,14 @@ def test_top_singular_value_of_zero_empty_and_non_finite_matrices():
 def test_top_singular_value_falls_back_to_float64_when_float32_disagrees(monkeypatch):
     a = np.random.default_rng(10).standard_normal((300, 200)).astype(np.float32)
     original = spectrum.lanczos_top  # a broken float32 route; the float64 fallback is real
-    monkeypatch.setattr(spectrum, "lanczos_top", lambda g, *args, **kwargs:
-                        (1e9, np.ones((200, 1))) if g.dtype == np.float32
-                        else original(g, *args, **kwargs))
-    assert spectrum.top_singular_value(a) == pytest.approx(svd64(a.astype(np.float64))[0],
-                                                           rel=1e-9)
+    monkeypatch.setattr(
+        spectrum,
+        "lanczos_top",
+        lambda g, *args, **kwargs: (
+            (1e9, np.ones((200, 1))) if g.dtype == np.float32 else original(g, *args, **kwargs)
+        ),
+    )
+    assert spectrum.top_singular_value(a) == pytest.approx(svd64(a.astype(np.float64))[0], rel=1e-9)
 
 
 @pytest.fixture
@@ -132,6 +139,7 @@ def counted(monkeypatch):
         def counting(*args, **kwargs):
             calls[key] += 1
             return original(*args, **kwargs)
+
         monkeypatch.setattr(spectrum, name, counting)
 
     wrap("gram_singular_values", "full")
@@ -140,6 +148,7 @@ def counted(monkeypatch):
     def counting_sums(a, with_gram):
         calls["gram"] += bool(with_gram)
         return original_sums(a, with_gram)
+
     monkeypatch.setattr(blocks, "matrix_sums", counting_sums)
     wrap("top_singular_value", "sigma")
     return calls
@@ -150,7 +159,7 @@ def test_spectral_norm_alone_computes_no_full_spectrum(counted):
     n_matrices = sum(1 for n, p in model.named_parameters() if p.ndim >= 2)
     df = compute_metrics(model, metrics=["spectral_norm", "trace_spectral"])
     assert counted["full"] == 0
-    assert counted["sigma"] == n_matrices         # once per matrix, for all hook points
+    assert counted["sigma"] == n_matrices  # once per matrix, for all hook points
     exact = np.mean([svd64(p.detach())[0] for n, p in model.named_parameters() if p.ndim >= 2])
     assert df.iloc[0]["value"] == pytest.approx(exact, rel=1e-6)
 
@@ -188,7 +197,7 @@ def test_pooled_median_float64_and_bf16_sources():
     exact64 = torch.tensor([0.1, 0.2, 0.3, 0.7], dtype=torch.float64)  # not float32-exact
     bf16 = torch.tensor([1.5, -2.0, 3.25], dtype=torch.bfloat16)
     medians = PooledMedian({0: exact64, 1: bf16})
-    assert medians.median([0]) == pytest.approx(0.25, rel=1e-15)     # (0.2 + 0.3) / 2
+    assert medians.median([0]) == pytest.approx(0.25, rel=1e-15)  # (0.2 + 0.3) / 2
     assert medians.median([1]) == 1.5
     assert medians.median([0, 1]) == pytest.approx(0.3, rel=1e-15)  # -2,.1,.2,.3,.7,1.5,3.25
 
@@ -198,8 +207,11 @@ def test_weight_median_of_nested_points_matches_numpy():
     df = compute_metrics(model, metrics=["weight_median"], points="blocks.*")
     for row in df.itertuples():
         module = model if row.hook_point == "(model)" else model.get_submodule(row.hook_point)
-        weights = [p.detach().double().numpy().ravel()
-                   for n, p in module.named_parameters() if not n.endswith("bias")]
+        weights = [
+            p.detach().double().numpy().ravel()
+            for n, p in module.named_parameters()
+            if not n.endswith("bias")
+        ]
         if weights:
             assert row.value == np.median(np.concatenate(weights)), row.hook_point
         else:  # GELU
@@ -231,6 +243,7 @@ def test_a_failing_matrix_spoils_only_the_points_containing_it(monkeypatch):
         if grams.shape[-1] == 3:  # only layers.1's matrix (5 x 3)
             raise np.linalg.LinAlgError("SVD did not converge")
         return original(grams, long_sides)
+
     monkeypatch.setattr(spectrum, "gram_singular_values", failing)
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(3, 5))
     df = compute_metrics(model, metrics=["sv_mean", "l2"])
@@ -244,10 +257,10 @@ def test_a_failing_matrix_spoils_only_the_points_containing_it(monkeypatch):
 
 def test_parameters_sharing_storage_count_once():
     a, b = nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False)
-    b.weight = nn.Parameter(a.weight.data)   # another Parameter object, the same values
+    b.weight = nn.Parameter(a.weight.data)  # another Parameter object, the same values
     model = nn.Sequential(a, b)
     assert model[0].weight is not model[1].weight
     df = compute_metrics(model, metrics=["l1", "weight_var"], points="(model)")
     l1 = a.weight.detach().double().abs().sum().item()
-    assert df["value"].tolist()[0] == pytest.approx(l1, rel=1e-12)   # K = 1, not 2
+    assert df["value"].tolist()[0] == pytest.approx(l1, rel=1e-12)  # K = 1, not 2
     assert df["value"].tolist()[1] == pytest.approx(np.var(a.weight.detach().double().numpy()))

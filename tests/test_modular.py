@@ -10,7 +10,11 @@ import torch
 from torch import nn
 
 from hookstats import MetricError
-from hookstats.metrics.modular import ModularAdditionTask, distance_irrelevance, gradient_symmetricity
+from hookstats.metrics.modular import (
+    ModularAdditionTask,
+    distance_irrelevance,
+    gradient_symmetricity,
+)
 
 P = 11
 
@@ -122,8 +126,9 @@ def test_agrees_with_a_loop_reference_on_a_small_transformer():
     ours = gradient_symmetricity(model, task)
     model.eval()
     assert ours == pytest.approx(reference_symmetricity(model, task), rel=1e-5)
-    assert distance_irrelevance(model, task) == pytest.approx(reference_irrelevance(model, P),
-                                                              rel=1e-6)
+    assert distance_irrelevance(model, task) == pytest.approx(
+        reference_irrelevance(model, P), rel=1e-6
+    )
     model.train()
     gradient_symmetricity(model, task)
     assert model.training and all(m.training for m in model.modules())  # flags restored
@@ -146,8 +151,9 @@ def test_registered_as_category_two_plugins():
     torch.manual_seed(2)
     model = SumModel(+1.0)
     task = ModularAdditionTask(P, n_triples=30)
-    frame = compute_metrics(model, metrics=["gradient_symmetricity", "distance_irrelevance"],
-                            task=task)
+    frame = compute_metrics(
+        model, metrics=["gradient_symmetricity", "distance_irrelevance"], task=task
+    )
     values = frame.set_index(["hook_point", "metric"])["value"]
     assert values[("(model)", "gradient_symmetricity")] == pytest.approx(1.0, abs=1e-12)
     assert values[("(model)", "distance_irrelevance")] == distance_irrelevance(model, task)

@@ -24,12 +24,16 @@ from models import SmallCNN
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MIB = 2**20
 # the seed's SmallCNN at batch 32: activation bytes and MACs per layer
-SEED_BYTES = {"conv1": 32 * 16 * 28 * 28 * 4,  # 1_605_632
-              "conv2": 32 * 32 * 14 * 14 * 4,  # 802_816
-              "classifier": 32 * 10 * 4}  # 1_280
-SEED_MACS = {"conv1": 32 * 16 * 28 * 28 * 1 * 3 * 3,  # 3_612_672
-             "conv2": 32 * 32 * 14 * 14 * 16 * 3 * 3,  # 28_901_376
-             "classifier": 32 * 1568 * 10}  # 501_760
+SEED_BYTES = {
+    "conv1": 32 * 16 * 28 * 28 * 4,  # 1_605_632
+    "conv2": 32 * 32 * 14 * 14 * 4,  # 802_816
+    "classifier": 32 * 10 * 4,
+}  # 1_280
+SEED_MACS = {
+    "conv1": 32 * 16 * 28 * 28 * 1 * 3 * 3,  # 3_612_672
+    "conv2": 32 * 32 * 14 * 14 * 16 * 3 * 3,  # 28_901_376
+    "classifier": 32 * 1568 * 10,
+}  # 501_760
 
 
 def is_svg(path) -> bool:
@@ -58,12 +62,14 @@ def test_layer_costs_from_report_and_seed_frame(report, tmp_path):
 
 
 def test_metric_history_lines_follow_the_records(tmp_path):
-    records = pd.DataFrame({
-        "step": [10, 10, 20, 20, 30, 30] * 2,
-        "hook_point": ["(model)", "fc"] * 6,
-        "metric": ["l2"] * 6 + ["l1"] * 6,
-        "value": [1.0, 2.0, 1.5, 2.5, 1.7, 2.9, 5.0, 6.0, 5.5, 6.5, 5.7, 6.9],
-    })
+    records = pd.DataFrame(
+        {
+            "step": [10, 10, 20, 20, 30, 30] * 2,
+            "hook_point": ["(model)", "fc"] * 6,
+            "metric": ["l2"] * 6 + ["l1"] * 6,
+            "value": [1.0, 2.0, 1.5, 2.5, 1.7, 2.9, 5.0, 6.0, 5.5, 6.5, 5.7, 6.9],
+        }
+    )
     figure = metric_history_figure(records)
     assert [axis.get_ylabel() for axis in figure.axes] == ["l2", "l1"]
     fc = next(line for line in figure.axes[0].get_lines() if line.get_label() == "fc")

@@ -24,13 +24,19 @@ def test_glob_class_list_and_predicate():
     model = TinyTransformer(layers=2)
     assert names(model, "blocks.*.attn") == ["blocks.0.attn", "blocks.1.attn"]
     assert names(model, "blocks.?.mlp.?") == [
-        "blocks.0.mlp.0", "blocks.0.mlp.1", "blocks.0.mlp.2",
-        "blocks.1.mlp.0", "blocks.1.mlp.1", "blocks.1.mlp.2",
+        "blocks.0.mlp.0",
+        "blocks.0.mlp.1",
+        "blocks.0.mlp.2",
+        "blocks.1.mlp.0",
+        "blocks.1.mlp.1",
+        "blocks.1.mlp.2",
     ]
     assert names(model, nn.LayerNorm) == ["blocks.0.norm", "blocks.1.norm"]
     assert names(model, ["embed", nn.LayerNorm]) == ["embed", "blocks.0.norm", "blocks.1.norm"]
     assert names(model, lambda name, m: name.endswith("qkv")) == [
-        "blocks.0.attn.qkv", "blocks.1.attn.qkv"]
+        "blocks.0.attn.qkv",
+        "blocks.1.attn.qkv",
+    ]
     assert names(model, "(model)") == ["(model)"]
 
 

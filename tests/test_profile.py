@@ -15,19 +15,26 @@ from models import MLP, KeywordOnly, SharedLayer, SmallCNN, TiedEmbedding
 
 def test_seed_table_matches_the_seed_formulas():
     df = hs.estimate_layerwise_stats(SmallCNN(16, 32), batch_size=32, input_shape=(1, 28, 28))
-    assert list(df.columns) == ["layer", "output_elements", "parameter_bytes",
-                                "activation_bytes", "macs"]
-    expected = pd.DataFrame({
-        "layer": ["conv1", "conv2", "classifier"],
-        # 32*16*28*28 = 401_408 ; 32*32*14*14 = 200_704 ; 32*10 = 320
-        "output_elements": [401_408, 200_704, 320],
-        # (16*1*3*3 + 16)*4 = 640 ; (32*16*3*3 + 32)*4 = 18_560 ; (1568*10 + 10)*4 = 62_760
-        "parameter_bytes": [640, 18_560, 62_760],
-        # output_elements * 4
-        "activation_bytes": [1_605_632, 802_816, 1_280],
-        # 32*16*28*28*1*3*3 = 3_612_672 ; 32*32*14*14*16*3*3 = 28_901_376 ; 32*1568*10 = 501_760
-        "macs": [3_612_672, 28_901_376, 501_760],
-    })
+    assert list(df.columns) == [
+        "layer",
+        "output_elements",
+        "parameter_bytes",
+        "activation_bytes",
+        "macs",
+    ]
+    expected = pd.DataFrame(
+        {
+            "layer": ["conv1", "conv2", "classifier"],
+            # 32*16*28*28 = 401_408 ; 32*32*14*14 = 200_704 ; 32*10 = 320
+            "output_elements": [401_408, 200_704, 320],
+            # (16*1*3*3 + 16)*4 = 640 ; (32*16*3*3 + 32)*4 = 18_560 ; (1568*10 + 10)*4 = 62_760
+            "parameter_bytes": [640, 18_560, 62_760],
+            # output_elements * 4
+            "activation_bytes": [1_605_632, 802_816, 1_280],
+            # 32*16*28*28*1*3*3 = 3_612_672 ; 32*32*14*14*16*3*3 = 28_901_376 ; 32*1568*10 = 501_760
+            "macs": [3_612_672, 28_901_376, 501_760],
+        }
+    )
     pd.testing.assert_frame_equal(df, expected, check_dtype=False)
 
 
@@ -177,18 +184,21 @@ def test_functional_ops_inside_forward_are_counted():
     assert hs.profile(FunctionalOps(), inputs=(a, b, v), device="meta").total("macs") == 624
 
 
-@pytest.mark.parametrize(("layer", "shape", "expected"), [
-    # out length 14 - 2*(3-1) = 10: 2 batch * 10 positions * 8 out ch * (4/2 in ch * 3) = 960
-    (nn.Conv1d(4, 8, 3, dilation=2, groups=2), (2, 4, 14), 2 * 10 * 8 * 2 * 3),
-    # stride 2, pad 1: out 4x4 ; 1 * 16 positions * 6 out * 3 in * 3*3
-    (nn.Conv2d(3, 6, 3, stride=2, padding=1), (1, 3, 8, 8), 16 * 6 * 3 * 9),
-    # 3-D: out 2x2x2 ; 1 * 8 * 4 * 2 * 27
-    (nn.Conv3d(2, 4, 3), (1, 2, 4, 4, 4), 8 * 4 * 2 * 27),
-    # transposed: every input position (2*5*5) times the weight (4 * 3/1 * 3*3)
-    (nn.ConvTranspose2d(4, 3, 3, stride=2), (2, 4, 5, 5), 50 * 4 * 3 * 9),
-    # depthwise: 1 * 36 positions * 8 ch * 1 * 9
-    (nn.Conv2d(8, 8, 3, padding=1, groups=8), (1, 8, 6, 6), 36 * 8 * 9),
-])
+@pytest.mark.parametrize(
+    ("layer", "shape", "expected"),
+    [
+        # out length 14 - 2*(3-1) = 10: 2 batch * 10 positions * 8 out ch * (4/2 in ch * 3) = 960
+        (nn.Conv1d(4, 8, 3, dilation=2, groups=2), (2, 4, 14), 2 * 10 * 8 * 2 * 3),
+        # stride 2, pad 1: out 4x4 ; 1 * 16 positions * 6 out * 3 in * 3*3
+        (nn.Conv2d(3, 6, 3, stride=2, padding=1), (1, 3, 8, 8), 16 * 6 * 3 * 9),
+        # 3-D: out 2x2x2 ; 1 * 8 * 4 * 2 * 27
+        (nn.Conv3d(2, 4, 3), (1, 2, 4, 4, 4), 8 * 4 * 2 * 27),
+        # transposed: every input position (2*5*5) times the weight (4 * 3/1 * 3*3)
+        (nn.ConvTranspose2d(4, 3, 3, stride=2), (2, 4, 5, 5), 50 * 4 * 3 * 9),
+        # depthwise: 1 * 36 positions * 8 ch * 1 * 9
+        (nn.Conv2d(8, 8, 3, padding=1, groups=8), (1, 8, 6, 6), 36 * 8 * 9),
+    ],
+)
 def test_conv_modules_by_hand(layer, shape, expected):
     assert hs.profile(layer, inputs=torch.randn(shape)).total("macs") == expected
     assert hs.profile(layer, inputs=torch.randn(shape), device="meta").total("macs") == expected

@@ -19,8 +19,9 @@ def snapshot(model: nn.Module):
         "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
         "attrs": [sorted(vars(m)) for m in model.modules()],
         "training": [m.training for m in model.modules()],
-        "params": [(n, id(p), p.device, p.dtype, p.requires_grad)
-                   for n, p in model.named_parameters()],
+        "params": [
+            (n, id(p), p.device, p.dtype, p.requires_grad) for n, p in model.named_parameters()
+        ],
         "values": {k: v.clone() for k, v in model.state_dict().items()},
         "forward": [m.forward for m in model.modules()],
         "functional": (F.linear, F.conv2d, F.scaled_dot_product_attention, torch.matmul),
@@ -42,8 +43,9 @@ def test_model_unchanged_after_success(device):
     model.train()
     model.blocks[0].eval()  # mixed flags must come back exactly
     before = snapshot(model)
-    hs.profile(model, inputs=torch.zeros(2, 5, dtype=torch.long), device=device,
-               dtype=torch.float64)
+    hs.profile(
+        model, inputs=torch.zeros(2, 5, dtype=torch.long), device=device, dtype=torch.float64
+    )
     assert_unchanged(model, before)
 
 

@@ -65,8 +65,11 @@ def test_filters_and_unknown_names(store):
 
 def test_if_exists_error_skip_replace(store):
     store.write_checkpoint("a", "s1", 1, rows(CKPT))
-    with pytest.raises(StoreError, match=r"'s1' of run 'a' is already in the store.*"
-                                         r"if_exists='replace'"):
+    with pytest.raises(
+        StoreError,
+        match=r"'s1' of run 'a' is already in the store.*"
+        r"if_exists='replace'",
+    ):
         store.write_checkpoint("a", "s1", 1, rows(CKPT))
     assert not store.write_checkpoint("a", "s1", 1, rows({("x", "l1"): 9.0}), if_exists="skip")
     assert store.to_frame()["value"].iloc[0] == 3.0
@@ -77,8 +80,10 @@ def test_if_exists_error_skip_replace(store):
 def test_a_checkpoint_is_all_rows_or_none(store):
     """A failure inside the transaction (a trigger aborts the 3rd row) leaves no trace."""
     side = sqlite3.connect(store.path)
-    side.execute("CREATE TRIGGER boom BEFORE INSERT ON metrics WHEN NEW.position = 2 "
-                 "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    side.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON metrics WHEN NEW.position = 2 "
+        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    )
     side.commit()
     with pytest.raises(StoreError, match="cannot write a checkpoint .*disk on fire"):
         store.write_checkpoint("a", "s1", 1, rows(CKPT))
@@ -120,7 +125,8 @@ def test_failures_are_counted_and_cleared_by_success(store):
     store.record_failure("a", "c.pt", "CheckpointError", "still truncated", step=3)
     failed = store.failures("a")
     assert failed[["checkpoint", "step", "error", "message", "attempts"]].values.tolist() == [
-        ["c.pt", 3, "CheckpointError", "still truncated", 2]]
+        ["c.pt", 3, "CheckpointError", "still truncated", 2]
+    ]
     store.write_checkpoint("a", "c.pt", 3, rows(CKPT))
     assert store.failures().empty
 
@@ -175,8 +181,11 @@ def test_read_only_store(tmp_path):
         store.write_checkpoint("a", "s1", 1, rows(CKPT))
     with MetricStore(tmp_path / "m.sqlite", read_only=True) as store:
         assert len(store.to_frame(run="a")) == 3
-        with pytest.raises(StoreError, match=r"cannot write a checkpoint: the store .* is open "
-                                             r"read-only"):
+        with pytest.raises(
+            StoreError,
+            match=r"cannot write a checkpoint: the store .* is open "
+            r"read-only",
+        ):
             store.write_checkpoint("a", "s2", 2, rows(CKPT))
 
 

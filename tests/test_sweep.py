@@ -30,8 +30,8 @@ from sweep_helpers import (
 import hookstats as hs
 from hookstats.errors import HookstatsError, MetricError, StoreError
 from hookstats.metrics import compute_metrics
-from hookstats.runs.store import MetricStore
 from hookstats.runs import CheckpointLogger, sweep
+from hookstats.runs.store import MetricStore
 
 from models import MLP, SmallCNN
 
@@ -44,9 +44,11 @@ def stored(store_path: Path, run: str = "r") -> pd.DataFrame:
 
 
 def same_rows(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(frame.reset_index(drop=True),
-                                  expected[frame.columns].reset_index(drop=True),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        frame.reset_index(drop=True),
+        expected[frame.columns].reset_index(drop=True),
+        check_exact=True,
+    )
 
 
 def test_logger_writes_what_compute_metrics_returns(tmp_path):
@@ -67,7 +69,8 @@ def test_logger_writes_what_compute_metrics_returns(tmp_path):
     logger.log(model, step=100, if_exists="replace")
     again = logger.store.to_frame(run="live")
     assert again["value"].tolist() == pytest.approx(
-        compute_metrics(model, metrics=METRICS)["value"].tolist(), nan_ok=True)
+        compute_metrics(model, metrics=METRICS)["value"].tolist(), nan_ok=True
+    )
     assert logger.store.runs()["config"].iloc[0] == {"lr": 0.1}
 
 
@@ -84,8 +87,14 @@ def test_sweep_stores_each_checkpoint_once_and_resumes(tmp_path):
     paths = write_checkpoints(tmp_path / "ckpts", [300, 100, 200])
     store = tmp_path / "m.sqlite"
     out = io.StringIO()
-    summary = sweep(str(tmp_path / "ckpts" / "*.pt"), build_mlp, store, "r", metrics=METRICS,
-                    console=Console(file=out, width=100))
+    summary = sweep(
+        str(tmp_path / "ckpts" / "*.pt"),
+        build_mlp,
+        store,
+        "r",
+        metrics=METRICS,
+        console=Console(file=out, width=100),
+    )
     assert (summary.done, summary.skipped, summary.failed, summary.total) == (3, 0, 0, 3)
     assert "sweep 'r': 3 done, 0 skipped, 0 failed of 3 checkpoints" in out.getvalue()
     same_rows(stored(store), reference(paths, "r"))
@@ -100,8 +109,15 @@ def test_task_is_passed_through_for_category_2_metrics(tmp_path):
     model = build_adder()
     torch.save({"model": model.state_dict(), "step": 5}, tmp_path / "adder.pt")
     metrics = ["distance_irrelevance", "gradient_symmetricity", "l2"]
-    summary = sweep(tmp_path / "adder.pt", build_adder, tmp_path / "m.sqlite", "r", metrics=metrics,
-                    task=task, progress=False)
+    summary = sweep(
+        tmp_path / "adder.pt",
+        build_adder,
+        tmp_path / "m.sqlite",
+        "r",
+        metrics=metrics,
+        task=task,
+        progress=False,
+    )
     assert summary.done == 1
     with MetricStore(tmp_path / "m.sqlite") as store:
         frame = store.to_frame(run="r")
@@ -128,20 +144,30 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     data = (folder / "ckpt_00020.pt").read_bytes()
     (folder / "ckpt_00020.pt").write_bytes(data[: len(data) // 3])
     torch.save({"model": MLP((8, 32, 4)).state_dict(), "step": 30}, folder / "ckpt_00030.pt")
-    torch.save({"model": {k: good[k] for k in list(good)[:-1]}, "step": 40},
-               folder / "ckpt_00040.pt")
+    torch.save(
+        {"model": {k: good[k] for k in list(good)[:-1]}, "step": 40}, folder / "ckpt_00040.pt"
+    )
     torch.save(good, folder / "final.pt")
-    return {"ckpt_00010.pt": r"is empty \(0 bytes\)", "ckpt_00020.pt": "corrupt, truncated",
-            "ckpt_00030.pt": r"shape mismatch: layers.0.weight \(32, 8\) vs model \(16, 8\)",
-            "ckpt_00040.pt": "missing keys: layers.1.bias",
-            "final.pt": "cannot tell the step of .*final.pt"}
+    return {
+        "ckpt_00010.pt": r"is empty \(0 bytes\)",
+        "ckpt_00020.pt": "corrupt, truncated",
+        "ckpt_00030.pt": r"shape mismatch: layers.0.weight \(32, 8\) vs model \(16, 8\)",
+        "ckpt_00040.pt": "missing keys: layers.1.bias",
+        "final.pt": "cannot tell the step of .*final.pt",
+    }
 
 
 def test_failing_checkpoints_are_recorded_and_the_sweep_goes_on(tmp_path):
     good = write_checkpoints(tmp_path, [5, 50])
     expected = write_bad_files(tmp_path)
-    summary = sweep(str(tmp_path / "*.pt"), build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS,
-                    progress=False)
+    summary = sweep(
+        str(tmp_path / "*.pt"),
+        build_mlp,
+        tmp_path / "m.sqlite",
+        "r",
+        metrics=METRICS,
+        progress=False,
+    )
     assert (summary.done, summary.skipped, summary.failed) == (2, 0, 5)
     with MetricStore(tmp_path / "m.sqlite") as store:
         failures = store.failures("r")
@@ -153,8 +179,14 @@ def test_failing_checkpoints_are_recorded_and_the_sweep_goes_on(tmp_path):
     same_rows(stored(tmp_path / "m.sqlite"), reference(good, "r"))
     # fix one file: the next sweep retries only the failures and clears that record
     write_checkpoints(tmp_path, [10])  # replaces the empty file
-    retry = sweep(str(tmp_path / "*.pt"), build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS,
-                  progress=False)
+    retry = sweep(
+        str(tmp_path / "*.pt"),
+        build_mlp,
+        tmp_path / "m.sqlite",
+        "r",
+        metrics=METRICS,
+        progress=False,
+    )
     assert (retry.done, retry.skipped, retry.failed) == (1, 2, 4)
     with MetricStore(tmp_path / "m.sqlite") as store:
         assert "ckpt_00010.pt" not in {Path(c).name for c in store.failures("r")["checkpoint"]}
@@ -165,10 +197,17 @@ def test_malicious_checkpoint_in_a_sweep_never_runs(tmp_path):
 
     marker = tmp_path / "marker"
     torch.save({"model": {"w": Payload(str(marker))}, "step": 1}, tmp_path / "ckpt_1.pt")
-    summary = sweep([tmp_path / "ckpt_1.pt"], build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS,
-                    progress=False)
-    assert summary.failed == 1 and "UnsafeCheckpointError: refused to load" in \
-        summary.failures[0][1]
+    summary = sweep(
+        [tmp_path / "ckpt_1.pt"],
+        build_mlp,
+        tmp_path / "m.sqlite",
+        "r",
+        metrics=METRICS,
+        progress=False,
+    )
+    assert (
+        summary.failed == 1 and "UnsafeCheckpointError: refused to load" in summary.failures[0][1]
+    )
     assert not marker.exists()
 
 
@@ -178,11 +217,22 @@ def test_bad_arguments(tmp_path):
     paths = write_checkpoints(tmp_path, [1])
     with pytest.raises(StoreError, match="folder '.*missing' does not exist"):
         sweep(paths, build_mlp, tmp_path / "missing" / "m.sqlite", "r", progress=False)
-    with ProcessPoolExecutor(1) as pool, pytest.raises(
-            HookstatsError, match=r"build_model cannot be sent .*top-level function or "
-                                  r"functools.partial"):
-        sweep(paths, lambda: MLP((8, 16, 4)), tmp_path / "m.sqlite", "r", executor=pool,
-              progress=False)
+    with (
+        ProcessPoolExecutor(1) as pool,
+        pytest.raises(
+            HookstatsError,
+            match=r"build_model cannot be sent .*top-level function or "
+            r"functools.partial",
+        ),
+    ):
+        sweep(
+            paths,
+            lambda: MLP((8, 16, 4)),
+            tmp_path / "m.sqlite",
+            "r",
+            executor=pool,
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("pool", [False, True])
@@ -193,7 +243,9 @@ def test_errors_that_would_fail_every_checkpoint_stop_the_sweep(tmp_path, pool):
         with pytest.raises(MetricError, match="unknown metric.*'l9'"):
             sweep(paths, build_mlp, store, "a", metrics=["l9"], executor=executor, progress=False)
         with pytest.raises(HookstatsError, match=r"build_model\(\) raised ValueError: no such"):
-            sweep(paths, broken_build, store, "b", metrics=METRICS, executor=executor, progress=False)
+            sweep(
+                paths, broken_build, store, "b", metrics=METRICS, executor=executor, progress=False
+            )
     with MetricStore(store) as opened:
         assert opened.failures().empty and opened.checkpoints().empty
 
@@ -203,19 +255,36 @@ def test_process_pool_gives_identical_rows(tmp_path):
     sweep(paths, build_mlp, tmp_path / "local.sqlite", "r", metrics=METRICS, progress=False)
     factory = functools.partial(MLP, (8, 16, 4))  # a partial pickles too
     with ProcessPoolExecutor(2) as pool:
-        summary = sweep(paths, factory, tmp_path / "pool.sqlite", "r", metrics=METRICS, executor=pool,
-                        progress=False)
+        summary = sweep(
+            paths,
+            factory,
+            tmp_path / "pool.sqlite",
+            "r",
+            metrics=METRICS,
+            executor=pool,
+            progress=False,
+        )
     assert summary.done == 4
-    pd.testing.assert_frame_equal(stored(tmp_path / "pool.sqlite"),
-                                  stored(tmp_path / "local.sqlite"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        stored(tmp_path / "pool.sqlite"), stored(tmp_path / "local.sqlite"), check_exact=True
+    )
 
 
 def test_a_dying_worker_stops_the_sweep_with_a_clear_error(tmp_path):
     paths = write_checkpoints(tmp_path, [1, 2])
-    with ProcessPoolExecutor(1) as pool, pytest.raises(
-            HookstatsError, match=r"workers died .*run the same sweep again to resume"):
-        sweep(paths, functools.partial(os._exit, 3), tmp_path / "m.sqlite", "r", metrics=METRICS,
-              executor=pool, progress=False)
+    with (
+        ProcessPoolExecutor(1) as pool,
+        pytest.raises(HookstatsError, match=r"workers died .*run the same sweep again to resume"),
+    ):
+        sweep(
+            paths,
+            functools.partial(os._exit, 3),
+            tmp_path / "m.sqlite",
+            "r",
+            metrics=METRICS,
+            executor=pool,
+            progress=False,
+        )
     resumed = sweep(paths, build_mlp, tmp_path / "m.sqlite", "r", metrics=METRICS, progress=False)
     assert resumed.done == 2
 
@@ -225,14 +294,25 @@ def test_dask_local_cluster_gives_identical_rows(tmp_path):
     distributed = pytest.importorskip("distributed")
     paths = write_checkpoints(tmp_path / "ckpts", [1, 2, 3])
     sweep(paths, build_mlp, tmp_path / "local.sqlite", "r", metrics=METRICS, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        summary = sweep(paths, build_mlp, tmp_path / "dask.sqlite", "r", metrics=METRICS,
-                        executor=client.get_executor(), progress=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        summary = sweep(
+            paths,
+            build_mlp,
+            tmp_path / "dask.sqlite",
+            "r",
+            metrics=METRICS,
+            executor=client.get_executor(),
+            progress=False,
+        )
     assert summary.done == 3
-    pd.testing.assert_frame_equal(stored(tmp_path / "dask.sqlite"),
-                                  stored(tmp_path / "local.sqlite"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        stored(tmp_path / "dask.sqlite"), stored(tmp_path / "local.sqlite"), check_exact=True
+    )
 
 
 def completed_count(store_path: Path) -> int:
@@ -288,9 +368,25 @@ def blas_threads_metric():
 def test_worker_processes_run_numpy_blas_on_worker_threads(tmp_path, blas_threads_metric):
     paths = write_checkpoints(tmp_path / "ckpts", [1])
     with ProcessPoolExecutor(1) as pool:  # forked: the plugin is registered there too
-        sweep(paths, build_mlp, tmp_path / "pool.sqlite", "r", metrics=["blas_threads_seen"],
-              points="(model)", executor=pool, progress=False, worker_threads=1)
+        sweep(
+            paths,
+            build_mlp,
+            tmp_path / "pool.sqlite",
+            "r",
+            metrics=["blas_threads_seen"],
+            points="(model)",
+            executor=pool,
+            progress=False,
+            worker_threads=1,
+        )
     assert stored(tmp_path / "pool.sqlite")["value"].tolist() == [1.0]
-    sweep(paths, build_mlp, tmp_path / "here.sqlite", "r", metrics=["blas_threads_seen"],
-          points="(model)", progress=False)  # this process: never changed
+    sweep(
+        paths,
+        build_mlp,
+        tmp_path / "here.sqlite",
+        "r",
+        metrics=["blas_threads_seen"],
+        points="(model)",
+        progress=False,
+    )  # this process: never changed
     assert stored(tmp_path / "here.sqlite")["value"].tolist() == [float(blas_threads_metric)]

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-from hookstats.errors import TrackError
-from hookstats.points import select_points
 from hookstats import track
+from hookstats.errors import TrackError
 from hookstats.instrument import PointStats
+from hookstats.points import select_points
 from hookstats.tracking.cuda_timing import CudaEventTimer, add_sync_hooks
 
 from models import MLP, RaisesInside, SharedLayer
@@ -170,8 +170,7 @@ def test_failed_forward_inside_block_is_dropped_and_tracking_goes_on(timing):
 def test_nested_track_on_same_model_raises_and_submodule_composes():
     model = MLP((8, 16, 4))
     with track(model, timing=False) as outer:
-        with pytest.raises(TrackError, match="already active on this MLP.*submodule"), \
-                track(model):
+        with pytest.raises(TrackError, match="already active on this MLP.*submodule"), track(model):
             pass
         with track(model.layers[1], timing=False) as inner:
             model(torch.zeros(2, 8))
@@ -189,11 +188,14 @@ def test_tracker_is_single_use():
         pass
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"sort_by": "speed"}, "sort_by must be 'latency' or 'macs'"),
-    ({"top": 0}, "top must be a positive int"),
-    ({"cuda_timing": "nvtx"}, "cuda_timing must be 'sync' or 'events'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sort_by": "speed"}, "sort_by must be 'latency' or 'macs'"),
+        ({"top": 0}, "top must be a positive int"),
+        ({"cuda_timing": "nvtx"}, "cuda_timing must be 'sync' or 'events'"),
+    ],
+)
 def test_bad_options_are_named(kwargs, message):
     with pytest.raises(TrackError, match=message):
         track(nn.Linear(2, 2), **kwargs)
@@ -267,8 +269,9 @@ def test_cuda_event_timer_adds_completed_pairs():
 def test_metrics_are_computed_once_on_exit_and_join_the_frame(monkeypatch):
     calls = []
     real = track_module.compute_metrics
-    monkeypatch.setattr(track_module, "compute_metrics",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        track_module, "compute_metrics", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     model = MLP((8, 16, 4))
     with torch.no_grad():
         model.layers[0].weight.fill_(0.5)

@@ -47,14 +47,20 @@ def _metrics(text: str | None) -> list[str] | None:
 
 def _profile_args(args: argparse.Namespace) -> dict[str, Any]:
     shape = _input_shape(args)
-    return {"input_shape": shape[1:], "batch_size": args.batch_size or shape[0],
-            "device": args.device, "points": _points(args.points)}
+    return {
+        "input_shape": shape[1:],
+        "batch_size": args.batch_size or shape[0],
+        "device": args.device,
+        "points": _points(args.points),
+    }
 
 
 def _input_shape(args: argparse.Namespace) -> tuple[int, ...]:
     if args.input_shape is None:
-        raise CLIError(f"{args.command} {getattr(args, 'kind', '')} needs --input-shape, the "
-                       "whole input batch first, e.g. --input-shape 32,1,28,28.")
+        raise CLIError(
+            f"{args.command} {getattr(args, 'kind', '')} needs --input-shape, the "
+            "whole input batch first, e.g. --input-shape 32,1,28,28."
+        )
     return parse_shape(args.input_shape)
 
 
@@ -117,10 +123,14 @@ def cmd_metrics(args: argparse.Namespace, console: Console) -> int:
     model = build_from_spec(args.model)
     if args.checkpoint:
         _load_weights(model, args.checkpoint)
-    frame = compute_metrics(model, _points(args.points), _metrics(args.metrics),
-                            task=_task(args), precision=args.precision)
-    console.print(_table(_wide(frame, ["hook_point"]), f"metrics of {args.model}",
-                         args.max_rows))
+    frame = compute_metrics(
+        model,
+        _points(args.points),
+        _metrics(args.metrics),
+        task=_task(args),
+        precision=args.precision,
+    )
+    console.print(_table(_wide(frame, ["hook_point"]), f"metrics of {args.model}", args.max_rows))
     _write_frame(frame, args.csv, console)
     return 0
 
@@ -156,10 +166,20 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     spec = f"{Path(where).resolve()}:{attribute}" if where.endswith(".py") else args.model
     build = functools.partial(build_from_spec, spec)  # workers import it themselves
     with _executor(args) as (executor, in_flight):
-        summary = sweep(args.checkpoints, build, args.store, args.run, _points(args.points),
-                        _metrics(args.metrics), executor=executor, max_in_flight=in_flight,
-                        task=_task(args), precision=args.precision,
-                        progress=not args.no_progress, console=Console(stderr=True))
+        summary = sweep(
+            args.checkpoints,
+            build,
+            args.store,
+            args.run,
+            _points(args.points),
+            _metrics(args.metrics),
+            executor=executor,
+            max_in_flight=in_flight,
+            task=_task(args),
+            precision=args.precision,
+            progress=not args.no_progress,
+            console=Console(stderr=True),
+        )
     for checkpoint, error in summary.failures:
         console.print(f"[red]failed[/] {checkpoint}: {error}", highlight=False)
     return 0 if summary.ok else 1
@@ -180,16 +200,27 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
             console.print(f"wrote {args.csv or ''} {args.parquet or ''}".strip())
         elif args.failures:
             frame = store.failures(args.run)
-            console.print(_table(frame[["run", "checkpoint", "step", "error", "message"]],
-                                 "failed checkpoints", args.max_rows))
+            console.print(
+                _table(
+                    frame[["run", "checkpoint", "step", "error", "message"]],
+                    "failed checkpoints",
+                    args.max_rows,
+                )
+            )
         elif args.run is None:
             frame = store.runs().drop(columns=["config", "settings"])
             console.print(_table(frame, f"runs in {args.store}", args.max_rows))
         else:
-            frame = store.to_frame(run=args.run, metric=_metrics(args.metric),
-                                   hook_point=args.point)
-            console.print(_table(_wide(frame, ["step", "hook_point"]),
-                                 f"run {args.run!r}, hook points {args.point}", args.max_rows))
+            frame = store.to_frame(
+                run=args.run, metric=_metrics(args.metric), hook_point=args.point
+            )
+            console.print(
+                _table(
+                    _wide(frame, ["step", "hook_point"]),
+                    f"run {args.run!r}, hook points {args.point}",
+                    args.max_rows,
+                )
+            )
     return 0
 
 
@@ -212,7 +243,8 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     else:
         shape = _input_shape(args)
         sizes = [int(b) for b in parse_shape(args.batch_sizes)]
-        path = plots.plot_memory_vs_batch(build_from_spec(args.source), shape[1:], args.output,
-                                          sizes, device=args.device)
+        path = plots.plot_memory_vs_batch(
+            build_from_spec(args.source), shape[1:], args.output, sizes, device=args.device
+        )
     console.print(f"wrote {path}")
     return 0

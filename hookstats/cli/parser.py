@@ -39,13 +39,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     console = Console()
-    commands = {"profile": cmd_profile, "metrics": cmd_metrics, "sweep": cmd_sweep,
-                "show": cmd_show, "plot": cmd_plot}
+    commands = {
+        "profile": cmd_profile,
+        "metrics": cmd_metrics,
+        "sweep": cmd_sweep,
+        "show": cmd_show,
+        "plot": cmd_plot,
+    }
     try:
         return commands[args.command](args, console)
     except KeyboardInterrupt:
-        print("hookstats: interrupted (a sweep resumes where it stopped when run again)",
-              file=sys.stderr)
+        print(
+            "hookstats: interrupted (a sweep resumes where it stopped when run again)",
+            file=sys.stderr,
+        )
         return 130
     except (HookstatsError, OSError) as exc:
         message = " ".join(str(exc).split())
@@ -88,30 +95,47 @@ _HELP = {
 
 
 def _subparser(commands: Any, name: str) -> argparse.ArgumentParser:
-    return commands.add_parser(name, help=_HELP[name], description=_HELP[name],
-                               epilog=_EXAMPLES[name],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    return commands.add_parser(
+        name,
+        help=_HELP[name],
+        description=_HELP[name],
+        epilog=_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _add_shape(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--input-shape", required=required, metavar="SHAPE",
-                        help="input tensor shape, batch first, e.g. 1,3,224,224")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="replace the first number of --input-shape")
+    parser.add_argument(
+        "--input-shape",
+        required=required,
+        metavar="SHAPE",
+        help="input tensor shape, batch first, e.g. 1,3,224,224",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="replace the first number of --input-shape"
+    )
     parser.add_argument("--device", default=None, help="cpu (default), meta or cuda")
 
 
 def _add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--points", action="append", metavar="GLOB",
-                        help="hook points to include (repeatable), e.g. 'blocks.*'")
+    parser.add_argument(
+        "--points",
+        action="append",
+        metavar="GLOB",
+        help="hook points to include (repeatable), e.g. 'blocks.*'",
+    )
 
 
 def _add_metric_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", help="comma-separated metric names (default: all)")
     _add_selection(parser)
     parser.add_argument("--precision", default="float32", help="float32 (default) or float64")
-    parser.add_argument("--task", metavar="FACTORY", help="category-2 metrics: a factory "
-                        "(pkg.module:make_task or file.py:make_task) returning the task")
+    parser.add_argument(
+        "--task",
+        metavar="FACTORY",
+        help="category-2 metrics: a factory "
+        "(pkg.module:make_task or file.py:make_task) returning the task",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hookstats",
         description=__doc__.split("\n\n")[1].replace("\n", " ").replace("``", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     prof = _subparser(commands, "profile")
     prof.add_argument("model", help="package.module:factory or path/file.py:factory")

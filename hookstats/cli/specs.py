@@ -39,8 +39,10 @@ def parse_shape(text: str) -> tuple[int, ...]:
     except ValueError:
         shape = ()
     if not shape or any(size <= 0 for size in shape):
-        raise CLIError(f"{text!r} is not a shape: write positive integers separated by commas, "
-                       "e.g. 1,3,224,224.")
+        raise CLIError(
+            f"{text!r} is not a shape: write positive integers separated by commas, "
+            "e.g. 1,3,224,224."
+        )
     return shape
 
 
@@ -75,8 +77,10 @@ def load_factory(spec: str) -> Callable[[], Any]:
     """
     where, sep, attribute = spec.rpartition(":")
     if not sep or not where or not attribute:
-        raise CLIError(f"model {spec!r} names no factory: write package.module:factory or "
-                       "path/file.py:factory.")
+        raise CLIError(
+            f"model {spec!r} names no factory: write package.module:factory or "
+            "path/file.py:factory."
+        )
     if where.endswith(".py") or "/" in where or "\\" in where:
         module = _import_file(Path(where))
     else:
@@ -85,13 +89,17 @@ def load_factory(spec: str) -> Callable[[], Any]:
         try:
             module = importlib.import_module(where)
         except ImportError as exc:
-            raise CLIError(f"cannot import module {where!r} ({exc}). Check the name, or name a "
-                           "file: path/file.py:factory.") from exc
+            raise CLIError(
+                f"cannot import module {where!r} ({exc}). Check the name, or name a "
+                "file: path/file.py:factory."
+            ) from exc
     factory = getattr(module, attribute, None)
     if not callable(factory):
         names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise CLIError(f"{where!r} has no callable {attribute!r}. Callables there: "
-                       f"{', '.join(names[:12]) or '(none)'}.")
+        raise CLIError(
+            f"{where!r} has no callable {attribute!r}. Callables there: "
+            f"{', '.join(names[:12]) or '(none)'}."
+        )
     return factory
 
 

@@ -45,9 +45,7 @@ __all__ = [
 ]
 
 
-def register_mac_formula(
-    *ops: Any, replace: bool = False
-) -> Callable[[MacFormula], MacFormula]:
+def register_mac_formula(*ops: Any, replace: bool = False) -> Callable[[MacFormula], MacFormula]:
     """Register ``formula`` for each aten op packet or overload in ``ops``.
 
     An op has one formula: registering a second one raises :class:`FormulaError` unless
@@ -218,24 +216,44 @@ def conv_macs(x: Shape, w: Shape, out: Shape, transposed: bool = False) -> int:
 
 @register_mac_formula(*_aten("convolution", "_convolution"))
 def _convolution(
-    x: Shape, w: Shape, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
-    *_: Any, out_shape: Shape, **__: Any,
+    x: Shape,
+    w: Shape,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool,
+    *_: Any,
+    out_shape: Shape,
+    **__: Any,
 ) -> int:
     return conv_macs(x, w, out_shape, transposed=bool(transposed))
 
 
-@register_mac_formula(*_aten(
-    "mkldnn_convolution", "cudnn_convolution", "_slow_conv2d_forward", "thnn_conv2d",
-    "slow_conv3d_forward", "_conv_depthwise2d", "conv_depthwise3d", "slow_conv_dilated2d",
-    "slow_conv_dilated3d",
-))
+@register_mac_formula(
+    *_aten(
+        "mkldnn_convolution",
+        "cudnn_convolution",
+        "_slow_conv2d_forward",
+        "thnn_conv2d",
+        "slow_conv3d_forward",
+        "_conv_depthwise2d",
+        "conv_depthwise3d",
+        "slow_conv_dilated2d",
+        "slow_conv_dilated3d",
+    )
+)
 def _direct_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any) -> int:
     return conv_macs(x, w, out_shape, transposed=False)
 
 
-@register_mac_formula(*_aten(
-    "cudnn_convolution_transpose", "slow_conv_transpose2d", "slow_conv_transpose3d",
-))
+@register_mac_formula(
+    *_aten(
+        "cudnn_convolution_transpose",
+        "slow_conv_transpose2d",
+        "slow_conv_transpose3d",
+    )
+)
 def _transposed_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any) -> int:
     return conv_macs(x, w, out_shape, transposed=True)
 
@@ -255,12 +273,17 @@ def sdpa_macs(q: Shape, k: Shape, v: Shape) -> int:
     return batch * seq_q * seq_k * (e + ev)
 
 
-@register_mac_formula(*_aten(
-    "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
-    "_scaled_dot_product_fused_attention_overrideable", "_scaled_dot_product_attention_math",
-    "scaled_dot_product_attention",
-))
+@register_mac_formula(
+    *_aten(
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+        "_scaled_dot_product_attention_math",
+        "scaled_dot_product_attention",
+    )
+)
 def _sdpa(q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
     return sdpa_macs(q, k, v)
 
@@ -268,6 +291,7 @@ def _sdpa(q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
 @register_mac_formula(*_aten("_flash_attention_forward", "_efficient_attention_forward"))
 def _sdpa_blhe(q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
     """The varlen kernels take ``(B, L, H, E)``: move heads before the sequence."""
+
     def bhle(s: Shape) -> tuple[int, ...]:
         s = tuple(s)
         return (*s[:-3], s[-2], s[-3], s[-1])
@@ -317,8 +341,9 @@ def _rnn_input(x: Shape, hx: Any, params: Sequence[Shape], *_: Any, **__: Any) -
 
 
 @register_mac_formula(*_aten("lstm.data", "gru.data", "rnn_tanh.data", "rnn_relu.data"))
-def _rnn_packed(data: Shape, batch_sizes: Shape, hx: Any, params: Sequence[Shape], *_: Any,
-                **__: Any) -> int:
+def _rnn_packed(
+    data: Shape, batch_sizes: Shape, hx: Any, params: Sequence[Shape], *_: Any, **__: Any
+) -> int:
     return rnn_macs(int(data[0]), params)
 
 

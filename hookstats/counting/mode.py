@@ -48,6 +48,7 @@ def merge_uncounted(into: MutableMapping[str, UncountedOp], new: Mapping[str, Un
         mine.calls += op.calls
         mine.hook_points |= op.hook_points
 
+
 _UNCOUNTED = object()
 
 
@@ -120,8 +121,13 @@ class MacCounter(TorchDispatchMode):
             self._note_uncounted(func)
             return out
         try:
-            macs = int(route(*tree_map(_shape_of, args), out_shape=_first_shape(out),
-                             **tree_map(_shape_of, kwargs)))
+            macs = int(
+                route(
+                    *tree_map(_shape_of, args),
+                    out_shape=_first_shape(out),
+                    **tree_map(_shape_of, kwargs),
+                )
+            )
         except Exception:  # e.g. nested tensors have no shape: report, never count as 0
             self._note_uncounted(func)
             return out

@@ -39,15 +39,33 @@ import torch
 
 from ..errors import InputSpecError
 
-__all__ = ["HARDWARE_PRESETS", "PRECISION_BITS", "HardwareSpec", "canonical_precision",
-           "hardware_spec", "measure_cpu"]
+__all__ = [
+    "HARDWARE_PRESETS",
+    "PRECISION_BITS",
+    "HardwareSpec",
+    "canonical_precision",
+    "hardware_spec",
+    "measure_cpu",
+]
 
 PRECISION_BITS: dict[str, int] = {
-    "fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4,
+    "fp32": 32,
+    "tf32": 32,
+    "bf16": 16,
+    "fp16": 16,
+    "fp8": 8,
+    "int8": 8,
+    "int4": 4,
 }
 _ALIASES = {
-    "float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16",
-    "float8": "fp8", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8",
+    "float32": "fp32",
+    "float": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float8": "fp8",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
 }
 
 
@@ -62,7 +80,8 @@ def canonical_precision(name: str | torch.dtype) -> str:
     if key not in PRECISION_BITS:
         raise InputSpecError(
             f"unknown precision {name!r}; use one of {', '.join(PRECISION_BITS)} "
-            "(or a torch dtype such as torch.bfloat16).")
+            "(or a torch dtype such as torch.bfloat16)."
+        )
     return key
 
 
@@ -89,23 +108,31 @@ class HardwareSpec:
 
 HARDWARE_PRESETS: dict[str, HardwareSpec] = {
     "a100": HardwareSpec(
-        "A100 SXM4 80GB", 2039.0,
-        {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0,
-         "int4": 1248.0},
-        "NVIDIA A100 Tensor Core GPU datasheet (dense figures)"),
+        "A100 SXM4 80GB",
+        2039.0,
+        {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0, "int4": 1248.0},
+        "NVIDIA A100 Tensor Core GPU datasheet (dense figures)",
+    ),
     "h100": HardwareSpec(
-        "H100 SXM5 80GB", 3350.0,
-        {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9,
-         "int8": 1978.9},
-        "NVIDIA H100 Tensor Core GPU datasheet (sparse figures halved)"),
+        "H100 SXM5 80GB",
+        3350.0,
+        {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9},
+        "NVIDIA H100 Tensor Core GPU datasheet (sparse figures halved)",
+    ),
     "rtx4090": HardwareSpec(
-        "GeForce RTX 4090", 1008.0,
-        {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2, "int8": 660.6,
-         "int4": 1321.2},
-        "NVIDIA Ada Lovelace architecture whitepaper, appendix (dense, FP32 accumulate)"),
+        "GeForce RTX 4090",
+        1008.0,
+        {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2, "int8": 660.6, "int4": 1321.2},
+        "NVIDIA Ada Lovelace architecture whitepaper, appendix (dense, FP32 accumulate)",
+    ),
 }
-_HARDWARE_ALIASES = {"a100-80gb": "a100", "h100-sxm": "h100", "4090": "rtx4090",
-                   "rtx-4090": "rtx4090", "geforce rtx 4090": "rtx4090"}
+_HARDWARE_ALIASES = {
+    "a100-80gb": "a100",
+    "h100-sxm": "h100",
+    "4090": "rtx4090",
+    "rtx-4090": "rtx4090",
+    "geforce rtx 4090": "rtx4090",
+}
 
 
 def _best_seconds(work: object, repeats: int) -> float:
@@ -134,7 +161,8 @@ def measure_cpu(copy_mib: int = 64, matmul_size: int = 512, repeats: int = 5) ->
     a = torch.randn(matmul_size, matmul_size)
     mm_s = _best_seconds(lambda: a @ a, repeats)
     return HardwareSpec(
-        "this CPU (measured)", round(2 * source.nbytes / copy_s / 1e9, 2),
+        "this CPU (measured)",
+        round(2 * source.nbytes / copy_s / 1e9, 2),
         {"fp32": round(2 * matmul_size**3 / mm_s / 1e12, 4)},
         f"measured: {copy_mib} MiB tensor copy and a {matmul_size}x{matmul_size} fp32 matmul, "
         f"best of {repeats}, {torch.get_num_threads()} threads",
@@ -158,5 +186,6 @@ def hardware_spec(name: str | HardwareSpec) -> HardwareSpec:
         raise InputSpecError(
             f"unknown hardware {name!r}; presets are {', '.join([*HARDWARE_PRESETS, 'cpu'])}. "
             "For another device pass memory_bandwidth_gbps= and peak_tflops= "
-            "(or a HardwareSpec).")
+            "(or a HardwareSpec)."
+        )
     return HARDWARE_PRESETS[key]

@@ -45,7 +45,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ import pandas as pd
 from ..errors import InputSpecError
 from ..points import innermost_flags
 from ..profiling import Report
-from ..tracking import TrackReport, Tracker
+from ..tracking import Tracker, TrackReport
 from .presets import PRECISION_BITS, HardwareSpec, canonical_precision, hardware_spec
 
 __all__ = ["LAYER_COLUMNS", "TOTAL_ROW", "HardwareSummary", "summarize_hardware"]
@@ -64,10 +64,26 @@ HardwareSource = pd.DataFrame | Report | TrackReport | Tracker
 """What ``summarize_hardware`` reads: a cost frame, or the object that makes one."""
 
 LAYER_COLUMNS = [
-    "hook_point", "calls", "parameter_bytes", "input_bytes", "activation_bytes", "bytes_moved",
-    "macs", "flops", "arithmetic_intensity", "latency_ms", "memory_ms", "compute_ms",
-    "roofline_ms", "bound", "achieved_bandwidth_gbps", "bandwidth_utilization",
-    "achieved_tflops", "compute_utilization", "input_estimated", "counted",
+    "hook_point",
+    "calls",
+    "parameter_bytes",
+    "input_bytes",
+    "activation_bytes",
+    "bytes_moved",
+    "macs",
+    "flops",
+    "arithmetic_intensity",
+    "latency_ms",
+    "memory_ms",
+    "compute_ms",
+    "roofline_ms",
+    "bound",
+    "achieved_bandwidth_gbps",
+    "bandwidth_utilization",
+    "achieved_tflops",
+    "compute_utilization",
+    "input_estimated",
+    "counted",
 ]
 _REQUIRED = ("parameter_bytes", "activation_bytes", "macs")
 _SIZES = ("parameter_bytes", "input_bytes", "activation_bytes")
@@ -110,12 +126,16 @@ class HardwareSummary:
         return self.total_row[column]
 
     total_bytes = property(lambda self: self.total("bytes_moved"), doc="Bytes moved in all.")
-    achieved_bandwidth_gbps = property(lambda self: self.total("achieved_bandwidth_gbps"),
-                                       doc="Total bytes / total latency, in GB/s.")
-    bandwidth_utilization = property(lambda self: self.total("bandwidth_utilization"),
-                                     doc="Achieved / peak bandwidth (0..1).")
-    arithmetic_intensity = property(lambda self: self.total("arithmetic_intensity"),
-                                    doc="FLOPs per byte moved.")
+    achieved_bandwidth_gbps = property(
+        lambda self: self.total("achieved_bandwidth_gbps"),
+        doc="Total bytes / total latency, in GB/s.",
+    )
+    bandwidth_utilization = property(
+        lambda self: self.total("bandwidth_utilization"), doc="Achieved / peak bandwidth (0..1)."
+    )
+    arithmetic_intensity = property(
+        lambda self: self.total("arithmetic_intensity"), doc="FLOPs per byte moved."
+    )
     roofline_ms = property(lambda self: self.total("roofline_ms"), doc="Roofline time.")
     bound = property(lambda self: self.total("bound"), doc="'memory', 'compute' or 'unknown'.")
 
@@ -152,7 +172,8 @@ def _layer_rows(frame: pd.DataFrame, input_bytes: int | None, scale: float) -> p
     if missing:
         raise InputSpecError(
             f"the frame lacks column(s) {', '.join(missing)}; it has {', '.join(frame.columns)}. "
-            "Pass hs.estimate_layerwise_stats(...), report.to_frame() or tracker.to_frame().")
+            "Pass hs.estimate_layerwise_stats(...), report.to_frame() or tracker.to_frame()."
+        )
     names = [str(n) for n in frame[name_column]]
     rows = pd.DataFrame({"hook_point": names})
     rows["calls"] = frame["calls"].to_numpy() if "calls" in frame.columns else 1
@@ -166,18 +187,21 @@ def _layer_rows(frame: pd.DataFrame, input_bytes: int | None, scale: float) -> p
         rows["input_bytes"] = frame["input_bytes"].to_numpy().astype("int64")
     for column in _SIZES:
         rows[column] = np.rint(rows[column] * scale).astype("int64")
-    rows["latency_ms"] = (frame["latency_ms"].to_numpy(dtype=float)
-                          if "latency_ms" in frame.columns else math.nan)
+    rows["latency_ms"] = (
+        frame["latency_ms"].to_numpy(dtype=float) if "latency_ms" in frame.columns else math.nan
+    )
     rows["input_estimated"] = estimated
     rows["counted"] = [True] * len(names) if name_column == "layer" else innermost_flags(names)
     return rows
 
 
-def _derive(rows: pd.DataFrame, bandwidth: float, peak: float | None,
-            measured: bool) -> pd.DataFrame:
+def _derive(
+    rows: pd.DataFrame, bandwidth: float, peak: float | None, measured: bool
+) -> pd.DataFrame:
     """Add the roofline and achieved columns to rows that have sizes, MACs and latency."""
-    rows["bytes_moved"] = rows["calls"] * rows["parameter_bytes"] + rows["input_bytes"] \
-        + rows["activation_bytes"]
+    rows["bytes_moved"] = (
+        rows["calls"] * rows["parameter_bytes"] + rows["input_bytes"] + rows["activation_bytes"]
+    )
     rows["flops"] = 2 * rows["macs"]
     moved = rows["bytes_moved"].astype(float)
     rows["arithmetic_intensity"] = (rows["flops"] / moved).where(moved > 0)
@@ -196,41 +220,60 @@ def _derive(rows: pd.DataFrame, bandwidth: float, peak: float | None,
     return rows[LAYER_COLUMNS]
 
 
-def _total_row(layers: pd.DataFrame, latency_ms: float | None, bandwidth: float,
-               peak: float | None, measured: bool) -> dict[str, Any]:
+def _total_row(
+    layers: pd.DataFrame,
+    latency_ms: float | None,
+    bandwidth: float,
+    peak: float | None,
+    measured: bool,
+) -> dict[str, Any]:
     """The counted rows summed. ``parameter_bytes`` is the weights read by every call; the
     roofline time is the sum of the layers' (they run one after another) and ``bound`` the
     roof under which most of that time falls."""
     counted = layers[layers["counted"]]
-    total = pd.DataFrame([{
-        "hook_point": TOTAL_ROW, "calls": 1,
-        "parameter_bytes": int((counted["calls"] * counted["parameter_bytes"]).sum()),
-        "input_bytes": int(counted["input_bytes"].sum()),
-        "activation_bytes": int(counted["activation_bytes"].sum()),
-        "macs": int(counted["macs"].sum()),
-        "latency_ms": latency_ms if latency_ms is not None and measured else math.nan,
-        "input_estimated": bool(counted["input_estimated"].any()), "counted": True,
-    }])
+    total = pd.DataFrame(
+        [
+            {
+                "hook_point": TOTAL_ROW,
+                "calls": 1,
+                "parameter_bytes": int((counted["calls"] * counted["parameter_bytes"]).sum()),
+                "input_bytes": int(counted["input_bytes"].sum()),
+                "activation_bytes": int(counted["activation_bytes"].sum()),
+                "macs": int(counted["macs"].sum()),
+                "latency_ms": latency_ms if latency_ms is not None and measured else math.nan,
+                "input_estimated": bool(counted["input_estimated"].any()),
+                "counted": True,
+            }
+        ]
+    )
     derived = _derive(total, bandwidth, peak, measured).iloc[0].to_dict()
     derived["calls"] = int(counted["calls"].sum())
     derived["roofline_ms"] = float(counted["roofline_ms"].sum())
     if peak:
         by_bound = counted.groupby("bound")["roofline_ms"].sum()
-        derived["bound"] = "compute" if by_bound.get("compute", 0.0) > by_bound.get(
-            "memory", 0.0) else "memory"
+        derived["bound"] = (
+            "compute" if by_bound.get("compute", 0.0) > by_bound.get("memory", 0.0) else "memory"
+        )
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in derived.items()}
 
 
-def _resolve_roofs(hardware: str | HardwareSpec | None, memory_bandwidth_gbps: float | None,
-                   peak_tflops: float | Mapping[str, float] | None,
-                   precision: str) -> tuple[float, float | None, str | None]:
+def _resolve_roofs(
+    hardware: str | HardwareSpec | None,
+    memory_bandwidth_gbps: float | None,
+    peak_tflops: float | Mapping[str, float] | None,
+    precision: str,
+) -> tuple[float, float | None, str | None]:
     spec = hardware_spec(hardware) if hardware is not None else None
-    bandwidth = memory_bandwidth_gbps if memory_bandwidth_gbps is not None else (
-        spec.memory_bandwidth_gbps if spec is not None else None)
+    bandwidth = (
+        memory_bandwidth_gbps
+        if memory_bandwidth_gbps is not None
+        else (spec.memory_bandwidth_gbps if spec is not None else None)
+    )
     if bandwidth is None or not bandwidth > 0:
         raise InputSpecError(
             f"memory_bandwidth_gbps must be a positive number of GB/s, got {bandwidth!r}; "
-            "pass it, or hardware='a100' / 'h100' / 'rtx4090' / 'cpu'.")
+            "pass it, or hardware='a100' / 'h100' / 'rtx4090' / 'cpu'."
+        )
     if isinstance(peak_tflops, Mapping):
         peak = {canonical_precision(k): v for k, v in peak_tflops.items()}.get(precision)
     elif peak_tflops is not None:
@@ -289,8 +332,9 @@ def summarize_hardware(
     frame, own_precision, own_latency = _as_frame(df)
     source = canonical_precision(source_precision or own_precision or "fp32")
     target = canonical_precision(precision or source)
-    bandwidth, peak, hardware_name = _resolve_roofs(hardware, memory_bandwidth_gbps,
-                                                    peak_tflops, target)
+    bandwidth, peak, hardware_name = _resolve_roofs(
+        hardware, memory_bandwidth_gbps, peak_tflops, target
+    )
     if latency_ms is not None and not latency_ms > 0:
         raise InputSpecError(f"latency_ms must be positive (milliseconds), got {latency_ms!r}.")
     scale = PRECISION_BITS[target] / PRECISION_BITS[source]
@@ -306,9 +350,13 @@ def summarize_hardware(
     total = _total_row(layers, latency_ms, bandwidth, peak, measured)
     notes = []
     if rows["input_estimated"].any():
-        notes.append("inputs estimated: each layer's input = the previous row's output; first "
-                     f"layer's = input_bytes ({input_bytes or 0} B)")
+        notes.append(
+            "inputs estimated: each layer's input = the previous row's output; first "
+            f"layer's = input_bytes ({input_bytes or 0} B)"
+        )
     if not measured:
-        notes.append(f"sizes scaled {source} -> {target} (x{scale:g}); achieved figures are "
-                     f"measured at {source} only")
+        notes.append(
+            f"sizes scaled {source} -> {target} (x{scale:g}); achieved figures are "
+            f"measured at {source} only"
+        )
     return HardwareSummary(layers, total, target, source, bandwidth, peak, hardware_name, notes)

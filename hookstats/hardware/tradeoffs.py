@@ -52,15 +52,34 @@ def precision_tradeoffs(
     rows = []
     for name in precisions:
         summary = summarize_hardware(
-            df, latency_ms, memory_bandwidth_gbps, peak_tflops, hardware=hardware, precision=name,
-            source_precision=source_precision, input_bytes=input_bytes)
-        rows.append({"precision": summary.precision, "bits": PRECISION_BITS[summary.precision],
-                     **summary.total_row})
+            df,
+            latency_ms,
+            memory_bandwidth_gbps,
+            peak_tflops,
+            hardware=hardware,
+            precision=name,
+            source_precision=source_precision,
+            input_bytes=input_bytes,
+        )
+        rows.append(
+            {
+                "precision": summary.precision,
+                "bits": PRECISION_BITS[summary.precision],
+                **summary.total_row,
+            }
+        )
         source = summary.source_precision
     table = pd.DataFrame(rows).drop(columns=["hook_point", "counted"])
-    base = summarize_hardware(df, latency_ms, memory_bandwidth_gbps, peak_tflops, hardware=hardware,
-                              precision=source, source_precision=source,
-                              input_bytes=input_bytes).total_row
+    base = summarize_hardware(
+        df,
+        latency_ms,
+        memory_bandwidth_gbps,
+        peak_tflops,
+        hardware=hardware,
+        precision=source,
+        source_precision=source,
+        input_bytes=input_bytes,
+    ).total_row
     table["speedup"] = base["roofline_ms"] / table["roofline_ms"]
     comparable = (table["bound"] == "unknown") == (base["bound"] == "unknown")
     table.loc[~comparable, "speedup"] = math.nan  # a compute roof known for one side only

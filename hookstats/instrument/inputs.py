@@ -46,7 +46,8 @@ def build_inputs(
         raise InputSpecError(f"kwargs= must be a dict of keyword arguments, got {kwargs!r}.")
     if input_shape is not None and inputs is not None:
         raise InputSpecError(
-            "give either input_shape= (a dummy input is made) or inputs=, not both.")
+            "give either input_shape= (a dummy input is made) or inputs=, not both."
+        )
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, list | tuple) else (input_shape,)
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):

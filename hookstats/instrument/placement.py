@@ -140,7 +140,8 @@ def fake_placement(model: nn.Module, dtype: torch.dtype | None) -> Placement:
         with mode:
             return torch.empty(tuple(value.shape), dtype=cast, device="cpu")
 
-    placement = Placement(device=torch.device("cpu"), dtype=dtype, context=lambda: mode,
-                          substitute=fake)
+    placement = Placement(
+        device=torch.device("cpu"), dtype=dtype, context=lambda: mode, substitute=fake
+    )
     placement.state = _substitute_state(model, placement)
     return placement

@@ -100,7 +100,8 @@ class CallRecorder:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None:
             self.failed_in = self._raising_module(tb) or (
-                self._stack[-1][0].hook_point if self._stack else None)
+                self._stack[-1][0].hook_point if self._stack else None
+            )
         self.remove()
 
     def _raising_module(self, tb: TracebackType | None) -> str | None:
@@ -148,8 +149,12 @@ class CallRecorder:
         name = self._point_names[id(module)]
         index = self._call_counts[name]
         self._call_counts[name] = index + 1
-        record = CallRecord(hook_point=name, call_index=index, order=len(self.calls),
-                            input_bytes=summarize_tensors(args, kwargs).nbytes)
+        record = CallRecord(
+            hook_point=name,
+            call_index=index,
+            order=len(self.calls),
+            input_bytes=summarize_tensors(args, kwargs).nbytes,
+        )
         self.calls.append(record)
         self._stack.append((record, time.perf_counter() if self._timing else 0.0))
 

@@ -120,6 +120,5 @@ def structure_signature(*values: Any) -> tuple[Any, ...]:
     for value in values:
         flatten(value, leaves, structure=True)
     return tuple(
-        (tensor_shape(v), v.dtype, v.device) if isinstance(v, torch.Tensor) else v
-        for v in leaves
+        (tensor_shape(v), v.dtype, v.device) if isinstance(v, torch.Tensor) else v for v in leaves
     )

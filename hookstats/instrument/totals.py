@@ -60,6 +60,5 @@ def model_total(
         innermost = {p.name for p in points if p.innermost}
         return sum(getattr(s, column) for name, s in stats.items() if name in innermost)
     raise KeyError(
-        f"no total for column {column!r}; totals exist for: "
-        f"{', '.join((*TOTAL_COLUMNS, *also))}."
+        f"no total for column {column!r}; totals exist for: {', '.join((*TOTAL_COLUMNS, *also))}."
     )

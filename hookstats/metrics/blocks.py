@@ -60,14 +60,14 @@ def float64_blocks(a: np.ndarray) -> Iterator[np.ndarray]:
     if m >= n:
         rows = max(1, min(m, BLOCK_ELEMENTS // max(n, 1)))
         for start in range(0, m, rows):
-            part = a[start:start + rows]
+            part = a[start : start + rows]
             block = _buffer(part.size).reshape(part.shape)
             np.copyto(block, part)
             yield block
     else:
         cols = max(1, min(n, BLOCK_ELEMENTS // max(m, 1)))
         for start in range(0, n, cols):
-            part = a[:, start:start + cols]
+            part = a[:, start : start + cols]
             block = _buffer(part.size).reshape(part.shape)
             np.copyto(block, part)
             yield block

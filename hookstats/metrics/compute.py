@@ -31,8 +31,8 @@ from torch import nn
 
 from ..errors import MetricError
 from ..points import ROOT_NAME, PointSpec, select_points
-from .params import ParamStore
 from .context import MetricContext, MetricUndefined
+from .params import ParamStore
 from .registry import MetricSpec, metric_registry
 
 COLUMNS = ["hook_point", "metric", "value", "note"]
@@ -78,8 +78,9 @@ def _kinds(spec: MetricSpec) -> Iterable[str]:
     return declared or ["weights", "biases"]
 
 
-def _prefetch_medians(store: ParamStore, specs: list[MetricSpec],
-                      members: dict[str, list[int]]) -> None:
+def _prefetch_medians(
+    store: ParamStore, specs: list[MetricSpec], members: dict[str, list[int]]
+) -> None:
     """Pooled medians of every hook point's weights/biases (finite tensors only)."""
     kinds = {k for s in specs if "median" in s.needs for k in _kinds(s)}
     groups = []
@@ -92,8 +93,7 @@ def _prefetch_medians(store: ParamStore, specs: list[MetricSpec],
         store.prefetch_medians(groups)
 
 
-def _prefetch(store: ParamStore, specs: list[MetricSpec],
-              members: dict[str, list[int]]) -> None:
+def _prefetch(store: ParamStore, specs: list[MetricSpec], members: dict[str, list[int]]) -> None:
     """Bulk-compute what the category-1 metrics declare, once for every hook point: spectra
     (or sigma_max) on the parallel workers, medians meanwhile on one more thread."""
     specs = [s for s in specs if s.category == 1]

@@ -87,8 +87,14 @@ class MetricContext:
         ([(2, 3)], ['bias'], 1)
     """
 
-    def __init__(self, point: str, module: nn.Module, store: ParamStore,
-                 indices: Sequence[int], task: Any = None) -> None:
+    def __init__(
+        self,
+        point: str,
+        module: nn.Module,
+        store: ParamStore,
+        indices: Sequence[int],
+        task: Any = None,
+    ) -> None:
         self.point = point
         self.module = module
         self.model = store.model
@@ -162,8 +168,7 @@ class MetricContext:
 
     def singular_values(self) -> list[torch.Tensor]:
         """Each matrix's singular values, descending, float64 (computed once per call)."""
-        return [torch.from_numpy(self._store.singular_values(i).copy())
-                for i in self._matrix_idx()]
+        return [torch.from_numpy(self._store.singular_values(i).copy()) for i in self._matrix_idx()]
 
     def sigma_max(self) -> torch.Tensor:
         """Each matrix's largest singular value, float64 ``(K,)`` (no full spectrum needed)."""
@@ -198,5 +203,7 @@ class MetricContext:
         raise ValueError(f"kind must be 'weights' or 'biases', got {kind!r}")
 
     def __repr__(self) -> str:
-        return (f"MetricContext(point={self.point!r}, weights={len(self._weights)}, "
-                f"matrices={len(self._matrices)}, biases={len(self._biases)})")
+        return (
+            f"MetricContext(point={self.point!r}, weights={len(self._weights)}, "
+            f"matrices={len(self._matrices)}, biases={len(self._biases)})"
+        )

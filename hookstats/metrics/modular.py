@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from ..errors import MetricError
-from .registry import register_metric
 from ..instrument.model_state import eval_mode
 from ..points import display_name
+from .registry import register_metric
 
 __all__ = ["ModularAdditionTask", "distance_irrelevance", "gradient_symmetricity"]
 
@@ -156,7 +156,7 @@ def correct_logit_table(model: nn.Module, task: ModularAdditionTask) -> torch.Te
     values = []
     with eval_mode(model), torch.no_grad():
         for start in range(0, p * p, task.batch_size):
-            sa, sb = a[start:start + task.batch_size], b[start:start + task.batch_size]
+            sa, sb = a[start : start + task.batch_size], b[start : start + task.batch_size]
             logits = task.class_logits(model(task.model_input(sa.to(device), sb.to(device))))
             values.append(logits.gather(1, ((sa + sb) % p).to(device)[:, None])[:, 0].cpu())
     table = torch.empty(p, p, dtype=torch.float64)

@@ -54,7 +54,7 @@ def _histogram(values: np.ndarray) -> np.ndarray:
     """
     counts = torch.zeros(BINS, dtype=torch.int64)
     for start in range(0, values.size, _CHUNK):
-        part = values[start:start + _CHUNK]
+        part = values[start : start + _CHUNK]
         if sys.byteorder == "little":
             high = torch.from_numpy(part).view(torch.int16)[1::2].to(torch.int32)
         else:  # pragma: no cover - big-endian hosts
@@ -66,8 +66,10 @@ def _histogram(values: np.ndarray) -> np.ndarray:
 
 def _in_range(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The elements of ``values`` within ``[lo, hi]``, ``_CHUNK`` at a time (small masks)."""
-    parts = [part[(part >= lo) & (part <= hi)]
-             for part in (values[s:s + _CHUNK] for s in range(0, values.size, _CHUNK))]
+    parts = [
+        part[(part >= lo) & (part <= hi)]
+        for part in (values[s : s + _CHUNK] for s in range(0, values.size, _CHUNK))
+    ]
     return np.concatenate(parts) if parts else values[:0]
 
 
@@ -112,8 +114,11 @@ class PooledMedian:
     def prefetch(self, groups: Sequence[Iterable[int]]) -> None:
         """Compute the medians of many sets at once: one histogram and one extraction pass per
         tensor, however many sets it belongs to."""
-        todo = [g for g in dict.fromkeys(tuple(sorted(set(g))) for g in groups)
-                if g not in self._medians]
+        todo = [
+            g
+            for g in dict.fromkeys(tuple(sorted(set(g))) for g in groups)
+            if g not in self._medians
+        ]
         radix = []
         for group in todo:
             arrays = [self._f32(k) for k in group]

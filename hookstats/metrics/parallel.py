@@ -38,15 +38,23 @@ T = TypeVar("T")
 R = TypeVar("R")
 MAX_WORKERS = 8
 _LOCAL_THREADS = "openblas_set_num_threads_local"
-_GETTERS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
-            "openblas_get_num_threads64_")
+_GETTERS = (
+    "openblas_get_num_threads",
+    "scipy_openblas_get_num_threads64_",
+    "openblas_get_num_threads64_",
+)
 
 
 def _candidate_libraries() -> list[str]:
     """Paths of the OpenBLAS libraries this process has loaded (numpy's bundled one first)."""
     numpy_dir = Path(np.__file__).parent
-    bundled = sorted(str(p) for folder in (numpy_dir.parent / "numpy.libs", numpy_dir / ".dylibs")
-                     if folder.is_dir() for p in folder.iterdir() if "openblas" in p.name)
+    bundled = sorted(
+        str(p)
+        for folder in (numpy_dir.parent / "numpy.libs", numpy_dir / ".dylibs")
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if "openblas" in p.name
+    )
     mapped: list[str] = []
     try:
         with open("/proc/self/maps", encoding="utf-8") as maps:
@@ -106,8 +114,11 @@ def worker_count() -> int:
     return max(1, min(cores, budget, MAX_WORKERS))
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None,
-                 ) -> Iterator[R]:
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int | None = None,
+) -> Iterator[R]:
     """``map(fn, items)``, in order, on ``workers`` threads with one BLAS thread each.
 
     Jobs should be dominated by numpy/LAPACK calls (which release the GIL). Items are
@@ -120,8 +131,9 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None =
         return
     _enter_single_threaded_blas()
     try:
-        with ThreadPoolExecutor(max_workers=min(workers, len(items)),
-                                thread_name_prefix="hookstats-metrics") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(workers, len(items)), thread_name_prefix="hookstats-metrics"
+        ) as pool:
             yield from pool.map(fn, items)
     finally:
         _leave_single_threaded_blas()

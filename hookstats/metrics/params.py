@@ -79,8 +79,14 @@ class TensorStats:
 def _storage_key(t: torch.Tensor) -> tuple:
     if t.numel() == 0:  # empty tensors may share a null data pointer: never tied
         return ("empty", id(t))
-    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(),
-            t.dtype, str(t.device))
+    return (
+        t.untyped_storage().data_ptr(),
+        t.storage_offset(),
+        tuple(t.shape),
+        t.stride(),
+        t.dtype,
+        str(t.device),
+    )
 
 
 def _check_param(name: str, p: torch.Tensor) -> None:
@@ -163,8 +169,15 @@ def _stats_of(p: Param, with_gram: bool = False) -> tuple[TensorStats, np.ndarra
         m2 = blocks.centred_sumsq(a, mean)
     if not p.is_matrix:
         return TensorStats(count, mean, m2, True), None
-    stats = TensorStats(count, mean, m2, True, l1=sums.abs_total, fro=math.sqrt(sumsq),
-                        trace=float(np.trace(a, dtype=np.float64)))
+    stats = TensorStats(
+        count,
+        mean,
+        m2,
+        True,
+        l1=sums.abs_total,
+        fro=math.sqrt(sumsq),
+        trace=float(np.trace(a, dtype=np.float64)),
+    )
     return stats, sums.gram
 
 
@@ -273,12 +286,14 @@ class ParamStore:
     def prefetch_spectra(self, indices: Iterable[int]) -> None:
         """Singular values (and reductions) of many matrices, largest first on parallel
         workers; Grams smaller than ``_BATCH_BELOW`` are eigen-solved in same-sized batches."""
-        todo = [i for i in dict.fromkeys(indices)
-                if i not in self._spectra and self.params[i].is_matrix]
+        todo = [
+            i for i in dict.fromkeys(indices) if i not in self._spectra and self.params[i].is_matrix
+        ]
         todo.sort(key=lambda i: -self.params[i].source.numel())
         small: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for index, (stats, g, values) in zip(todo, parallel_map(self._spectrum_job, todo),
-                                            strict=False):
+        for index, (stats, g, values) in zip(
+            todo, parallel_map(self._spectrum_job, todo), strict=False
+        ):
             self._stats[index] = stats
             if values is not None:
                 self._spectra[index] = values
@@ -287,13 +302,16 @@ class ParamStore:
         for r, items in small.items():
             chunk = max(1, _GROUP_BYTES // (8 * r * r))
             for start in range(0, len(items), chunk):
-                self._store_spectra(items[start:start + chunk])
+                self._store_spectra(items[start : start + chunk])
 
     def prefetch_sigma_max(self, indices: Iterable[int]) -> None:
         """sigma_max of many matrices (:func:`spectrum.top_singular_value`: float32 direction,
         float64 value; no full spectra, no float64 copies, no reductions beyond finiteness)."""
-        todo = [i for i in indices if i not in self._sigma_max and i not in self._spectra
-                and self.params[i].is_matrix]
+        todo = [
+            i
+            for i in indices
+            if i not in self._sigma_max and i not in self._spectra and self.params[i].is_matrix
+        ]
         todo = [i for i in dict.fromkeys(todo) if self.finite(i)]
         todo.sort(key=lambda i: -self.params[i].source.numel())
         values = parallel_map(lambda i: spectrum.top_singular_value(_native(self.params[i])), todo)

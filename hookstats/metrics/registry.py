@@ -97,8 +97,9 @@ def _check_signature(name: str, fn: Any) -> None:
         ) from None
 
 
-def _make_spec(name: str, fn: MetricFn, category: int, needs: Iterable[str],
-               description: str, task_hint: str) -> MetricSpec:
+def _make_spec(
+    name: str, fn: MetricFn, category: int, needs: Iterable[str], description: str, task_hint: str
+) -> MetricSpec:
     if not isinstance(name, str) or not _NAME.match(name):
         raise MetricError(
             f"metric name must be a non-empty identifier-like string (letters, digits, '_', "
@@ -113,16 +114,19 @@ def _make_spec(name: str, fn: MetricFn, category: int, needs: Iterable[str],
     needs_set = frozenset(needs)
     unknown = sorted(needs_set - NEEDS)
     if unknown:
-        raise MetricError(
-            f"metric {name!r}: unknown needs {unknown}; choose from {sorted(NEEDS)}."
-        )
+        raise MetricError(f"metric {name!r}: unknown needs {unknown}; choose from {sorted(NEEDS)}.")
     if category == 2:
         needs_set |= {"task"}
     _check_signature(name, fn)
     doc = inspect.getdoc(fn) or ""
-    return MetricSpec(name=name, fn=fn, category=category, needs=needs_set,
-                      description=description or (doc.splitlines()[0] if doc else ""),
-                      task_hint=task_hint)
+    return MetricSpec(
+        name=name,
+        fn=fn,
+        category=category,
+        needs=needs_set,
+        description=description or (doc.splitlines()[0] if doc else ""),
+        task_hint=task_hint,
+    )
 
 
 class MetricRegistry:
@@ -140,18 +144,25 @@ class MetricRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, MetricSpec] = {}
 
-    def register_metric(self, name: str, category: int = 1, needs: Iterable[str] = (), *,
-                        description: str = "", task_hint: str = "", replace: bool = False,
-                        ) -> Callable[[MetricFn], MetricFn]:
+    def register_metric(
+        self,
+        name: str,
+        category: int = 1,
+        needs: Iterable[str] = (),
+        *,
+        description: str = "",
+        task_hint: str = "",
+        replace: bool = False,
+    ) -> Callable[[MetricFn], MetricFn]:
         """Decorator registering ``fn(ctx) -> float`` as metric ``name`` (see the module doc).
 
         Raises:
             MetricError: the name is taken or malformed, the category or needs are unknown, or
                 the function cannot be called with one argument.
         """
+
         def decorator(fn: MetricFn) -> MetricFn:
-            self.add(_make_spec(name, fn, category, needs, description, task_hint),
-                     replace=replace)
+            self.add(_make_spec(name, fn, category, needs, description, task_hint), replace=replace)
             return fn
 
         return decorator
@@ -229,9 +240,15 @@ metric_registry = MetricRegistry()
 """The global registry that :func:`compute_metrics` reads."""
 
 
-def register_metric(name: str, category: int = 1, needs: Iterable[str] = (), *,
-                    description: str = "", task_hint: str = "",
-                    replace: bool = False) -> Callable[[MetricFn], MetricFn]:
+def register_metric(
+    name: str,
+    category: int = 1,
+    needs: Iterable[str] = (),
+    *,
+    description: str = "",
+    task_hint: str = "",
+    replace: bool = False,
+) -> Callable[[MetricFn], MetricFn]:
     """Register ``fn(ctx) -> float`` as metric ``name`` in the global registry.
 
     Args:
@@ -245,8 +262,8 @@ def register_metric(name: str, category: int = 1, needs: Iterable[str] = (), *,
             without it a second registration is an error, as for MAC formulas.
 
     Raises:
-        MetricError: duplicate (without ``replace=True``) or malformed name, unknown category/needs, or a function that
-            cannot be called as ``fn(ctx)``.
+        MetricError: duplicate (without ``replace=True``) or malformed name, unknown
+            category/needs, or a function that cannot be called as ``fn(ctx)``.
 
     Example:
         >>> @register_metric("n_matrices", needs=("matrices",))
@@ -254,8 +271,9 @@ def register_metric(name: str, category: int = 1, needs: Iterable[str] = (), *,
         ...     return float(len(ctx.matrices))
         >>> unregister_metric("n_matrices")
     """
-    return metric_registry.register_metric(name, category, needs, description=description,
-                                           task_hint=task_hint, replace=replace)
+    return metric_registry.register_metric(
+        name, category, needs, description=description, task_hint=task_hint, replace=replace
+    )
 
 
 def unregister_metric(name: str) -> None:

@@ -64,8 +64,10 @@ def gram(a: np.ndarray) -> np.ndarray:
     return a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
 
 
-def gram_singular_values(grams: np.ndarray, long_sides: Sequence[int],
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def gram_singular_values(
+    grams: np.ndarray,
+    long_sides: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
     """Singular values (descending) of a batch of matrices from their Grams ``(B, r, r)``.
 
     Args:
@@ -103,8 +105,9 @@ def singular_values(a: np.ndarray) -> np.ndarray:
     return sv[0] if ok[0] else svd_values(a)
 
 
-def lanczos_top(g: np.ndarray, rel_residual: float, invariant: float, block: int = 1,
-                seed: int = 0) -> tuple[float, np.ndarray] | None:
+def lanczos_top(
+    g: np.ndarray, rel_residual: float, invariant: float, block: int = 1, seed: int = 0
+) -> tuple[float, np.ndarray] | None:
     """Top Ritz value and the top ``block`` Ritz vectors (float64 columns) of symmetric ``g``
     by Lanczos with full reorthogonalisation, in ``g``'s dtype.
 
@@ -134,7 +137,7 @@ def lanczos_top(g: np.ndarray, rel_residual: float, invariant: float, block: int
             evals, evecs = np.linalg.eigh(t)
             theta = float(evals[-1])
             if done or beta[-1] * abs(evecs[-1, -1]) <= rel_residual * theta:
-                top = evecs[:, -min(block, j + 1):]
+                top = evecs[:, -min(block, j + 1) :]
                 return theta, (top.T @ known.astype(np.float64)).T
         q = w / g.dtype.type(beta[-1])
     return None
@@ -225,12 +228,12 @@ def top_singular_value(a: np.ndarray) -> float:
         shift = 0  # squares and sums stay far inside float32's range: no scaled copy
     scaled = a.astype(np.float32, copy=False)
     if shift:
-        scaled = (a * 2.0 ** shift).astype(np.float32)
+        scaled = (a * 2.0**shift).astype(np.float32)
     g = scaled.T @ scaled if a.shape[0] >= a.shape[1] else scaled @ scaled.T
     found = lanczos_top(g, SIGMA_DIRECTION_TOL, _FLOAT32_INVARIANT, block=RITZ_BLOCK)
     if found is not None:
         sigma = _rayleigh_ritz_sigma(a, found[1])
-        ritz = math.sqrt(max(found[0], 0.0)) * 2.0 ** -shift
+        ritz = math.sqrt(max(found[0], 0.0)) * 2.0**-shift
         if abs(sigma - ritz) <= SIGMA_AGREEMENT * sigma:
             return sigma
     return math.sqrt(top_eigenvalue(gram(a)))

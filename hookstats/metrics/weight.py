@@ -30,8 +30,17 @@ from __future__ import annotations
 from .context import MetricContext, MetricUndefined
 from .registry import register_metric
 
-__all__ = ["bias_mean", "bias_median", "bias_var", "l1", "l1_l2", "l2", "weight_mean",
-           "weight_median", "weight_var"]
+__all__ = [
+    "bias_mean",
+    "bias_median",
+    "bias_var",
+    "l1",
+    "l1_l2",
+    "l2",
+    "weight_mean",
+    "weight_median",
+    "weight_var",
+]
 
 
 @register_metric("l1", needs=("matrices",))

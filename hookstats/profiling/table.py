@@ -25,7 +25,10 @@ _WIDE = 100  # below this console width, the type and parameter-count columns ar
 
 
 def report_table(
-    report: Report, *, max_rows: int | None = None, title: str | None = None,
+    report: Report,
+    *,
+    max_rows: int | None = None,
+    title: str | None = None,
     compact: bool = False,
 ) -> Table:
     """A rich table of a report: one row per hook point (indented by depth) and a totals row.
@@ -33,30 +36,42 @@ def report_table(
     ``compact`` leaves out the module type and parameter count, for narrow consoles.
     """
     frame = report.to_frame()
-    table = Table(title=title or f"hookstats profile ({report.device}, {report.dtype})",
-                  header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=title or f"hookstats profile ({report.device}, {report.dtype})",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
     columns = ["hook point", "calls", "output", "param mem", "act. mem", "MACs"]
     if not compact:
         columns[1:1] = ["type"]
         columns[4:4] = ["params"]
     for name in columns:
         left = name in ("hook point", "type", "output")
-        table.add_column(name, justify="left" if left else "right", no_wrap=True,
-                         overflow="ellipsis", max_width=16 if name == "type" else None)
+        table.add_column(
+            name,
+            justify="left" if left else "right",
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=16 if name == "type" else None,
+        )
     rows = frame if max_rows is None else frame.head(max_rows)
     for row in rows.itertuples(index=False):
         cells = {
             "hook point": "  " * int(row.depth) + str(row.hook_point),
-            "type": str(row.module_type), "calls": str(row.calls),
-            "output": format_shape(row.output_shape), "params": format_count(row.parameters),
+            "type": str(row.module_type),
+            "calls": str(row.calls),
+            "output": format_shape(row.output_shape),
+            "params": format_count(row.parameters),
             "param mem": format_bytes(row.parameter_bytes),
-            "act. mem": format_bytes(row.activation_bytes), "MACs": format_count(row.macs),
+            "act. mem": format_bytes(row.activation_bytes),
+            "MACs": format_count(row.macs),
         }
         table.add_row(*(cells[c] for c in columns))
     if max_rows is not None and len(frame) > max_rows:
         table.add_row(Text(f"… {len(frame) - max_rows} more", style="dim"))
     totals = {
-        "hook point": Text("total", style="bold"), "calls": str(report.total("calls")),
+        "hook point": Text("total", style="bold"),
+        "calls": str(report.total("calls")),
         "params": format_count(report.total("parameters")),
         "param mem": format_bytes(report.total("parameter_bytes")),
         "act. mem": format_bytes(report.total("activation_bytes")),

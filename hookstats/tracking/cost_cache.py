@@ -31,8 +31,16 @@ import torch
 from ..counting import MacCounter
 from ..instrument import CallRecord, PointStats, structure_signature, summarize_tensors
 
-__all__ = ["Pending", "SignatureCosts", "forward_structure", "input_signature", "leading_dim",
-           "root_call_record", "should_verify"]
+__all__ = [
+    "Pending",
+    "SignatureCosts",
+    "forward_structure",
+    "input_signature",
+    "leading_dim",
+    "root_call_record",
+    "should_verify",
+]
+
 
 def input_signature(args: Any, kwargs: Any) -> tuple[Any, ...]:
     """What decides a forward's work: tensor shapes/dtypes/devices and plain scalar arguments.
@@ -104,8 +112,9 @@ class SignatureCosts:
         for name, one in self.per_point.items():
             stats[name].add_scaled(one, times)
 
-    def add_macs_to(self, stats: dict[str, PointStats],
-                    calls: Mapping[str, int] | None = None) -> None:
+    def add_macs_to(
+        self, stats: dict[str, PointStats], calls: Mapping[str, int] | None = None
+    ) -> None:
         """Add one forward's MACs (for forwards recorded without the counter).
 
         With ``calls`` (calls per hook point of a forward that did *not* match the cached
@@ -128,16 +137,26 @@ class Pending(NamedTuple):
     started: float
 
 
-def root_call_record(name: str | None, pending: Pending, output: Any,
-                     counter: MacCounter | None,
-                     unattributed: int, latency_s: float | None) -> CallRecord:
+def root_call_record(
+    name: str | None,
+    pending: Pending,
+    output: Any,
+    counter: MacCounter | None,
+    unattributed: int,
+    latency_s: float | None,
+) -> CallRecord:
     """The call record of the model itself (when it is a tracked hook point): its MACs are the
     counter's total, its own MACs those no other tracked point claimed."""
     summary = summarize_tensors(output)
     return CallRecord(
-        hook_point=name or "", call_index=0, order=-1, input_bytes=pending.input_bytes,
-        output_shapes=summary.shapes, output_elements=summary.elements,
+        hook_point=name or "",
+        call_index=0,
+        order=-1,
+        input_bytes=pending.input_bytes,
+        output_shapes=summary.shapes,
+        output_elements=summary.elements,
         activation_bytes=summary.nbytes,
         macs=counter.total_macs if counter is not None else 0,
-        self_macs=unattributed if counter is not None else 0, latency_s=latency_s,
+        self_macs=unattributed if counter is not None else 0,
+        latency_s=latency_s,
     )

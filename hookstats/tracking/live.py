@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveView"]
 
+
 class LiveView:
     """Show a track report live in a rich console, or print it once at the end.
 
@@ -50,9 +51,16 @@ class LiveView:
     Jupyter, otherwise one final table.
     """
 
-    def __init__(self, snapshot: Callable[[], TrackReport], *, console: Console | None,
-                 live: bool, sort_by: str = "latency", top: int = 15,
-                 refresh_per_second: float = 4) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], TrackReport],
+        *,
+        console: Console | None,
+        live: bool,
+        sort_by: str = "latency",
+        top: int = 15,
+        refresh_per_second: float = 4,
+    ) -> None:
         self._snapshot = snapshot
         self._enabled = live or console is not None
         self._console = console if console is not None else (Console() if live else None)
@@ -78,8 +86,12 @@ class LiveView:
             return
         if not (console.is_terminal or console.is_jupyter) or console.is_dumb_terminal:
             return
-        self._live = Live(get_renderable=self.render, console=console,
-                          refresh_per_second=self._refresh, transient=False)
+        self._live = Live(
+            get_renderable=self.render,
+            console=console,
+            refresh_per_second=self._refresh,
+            transient=False,
+        )
         self._live.start()
 
     def stop(self) -> None:

@@ -36,11 +36,25 @@ from ..units import shape_cell
 __all__ = ["TRACK_COLUMNS", "TrackReport"]
 
 TRACK_COLUMNS = [
-    "hook_point", "module_type", "depth", "is_leaf", "calls", "output_shape", "output_shapes",
-    "output_elements", "activation_bytes", "input_bytes", "parameters", "parameter_bytes",
-    "macs", "self_macs", "latency_ms", "mean_latency_ms",
+    "hook_point",
+    "module_type",
+    "depth",
+    "is_leaf",
+    "calls",
+    "output_shape",
+    "output_shapes",
+    "output_elements",
+    "activation_bytes",
+    "input_bytes",
+    "parameters",
+    "parameter_bytes",
+    "macs",
+    "self_macs",
+    "latency_ms",
+    "mean_latency_ms",
 ]
 _OWN_TOTALS = ("forwards", "samples", "latency_ms")
+
 
 @dataclass(slots=True)
 class TrackReport:
@@ -80,9 +94,13 @@ class TrackReport:
 
     def _ordered(self) -> list[PointInfo]:
         never = len(self.points) + 1_000_000_000
-        return [info for _, info in sorted(
-            enumerate(self.points),
-            key=lambda item: (self._first_seen(item[1].name, never + item[0]), item[0]))]
+        return [
+            info
+            for _, info in sorted(
+                enumerate(self.points),
+                key=lambda item: (self._first_seen(item[1].name, never + item[0]), item[0]),
+            )
+        ]
 
     def _first_seen(self, name: str, default: int) -> int:
         stats = self.stats.get(name)
@@ -102,25 +120,35 @@ class TrackReport:
             stats = self.stats.get(info.name) or PointStats()
             latency_ms = stats.latency_s * 1e3 if self.timing else math.nan
             common = stats.shapes.most_common(1)
-            rows.append({
-                "hook_point": info.name, "module_type": info.module_type, "depth": info.depth,
-                "is_leaf": info.is_leaf, "calls": stats.calls,
-                "output_shape": shape_cell(common[0][0]) if common else None,
-                "output_shapes": {shape_cell(s): n for s, n in stats.shapes.items()},
-                "output_elements": stats.output_elements,
-                "activation_bytes": stats.activation_bytes, "input_bytes": stats.input_bytes,
-                "parameters": info.parameters, "parameter_bytes": info.parameter_bytes,
-                "macs": stats.macs, "self_macs": stats.self_macs, "latency_ms": latency_ms,
-                "mean_latency_ms": latency_ms / stats.calls if stats.calls else math.nan,
-            })
+            rows.append(
+                {
+                    "hook_point": info.name,
+                    "module_type": info.module_type,
+                    "depth": info.depth,
+                    "is_leaf": info.is_leaf,
+                    "calls": stats.calls,
+                    "output_shape": shape_cell(common[0][0]) if common else None,
+                    "output_shapes": {shape_cell(s): n for s, n in stats.shapes.items()},
+                    "output_elements": stats.output_elements,
+                    "activation_bytes": stats.activation_bytes,
+                    "input_bytes": stats.input_bytes,
+                    "parameters": info.parameters,
+                    "parameter_bytes": info.parameter_bytes,
+                    "macs": stats.macs,
+                    "self_macs": stats.self_macs,
+                    "latency_ms": latency_ms,
+                    "mean_latency_ms": latency_ms / stats.calls if stats.calls else math.nan,
+                }
+            )
         frame = pd.DataFrame(rows, columns=TRACK_COLUMNS)
         return self._with_metrics(frame)
 
     def _with_metrics(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.metrics is None or self.metrics.empty:
             return frame
-        wide = self.metrics.pivot_table(index="hook_point", columns="metric", values="value",
-                                        aggfunc="first")
+        wide = self.metrics.pivot_table(
+            index="hook_point", columns="metric", values="value", aggfunc="first"
+        )
         wide.columns = [f"metric_{c}" if c in TRACK_COLUMNS else str(c) for c in wide.columns]
         return frame.merge(wide, how="left", left_on="hook_point", right_index=True)
 
@@ -144,8 +172,7 @@ class TrackReport:
             return int(getattr(self, column))
         if column == "latency_ms":
             return self.busy_s * 1e3
-        return model_total(column, self.points, self.stats, self.parameter_sizes,
-                           also=_OWN_TOTALS)
+        return model_total(column, self.points, self.stats, self.parameter_sizes, also=_OWN_TOTALS)
 
     def throughput(self) -> dict[str, float]:
         """Rates over the block: ``calls_per_s`` (forwards), ``samples_per_s``, ``gmacs_per_s``.
@@ -155,11 +182,18 @@ class TrackReport:
         """
         seconds = self.busy_s if self.timing else self.wall_s
         if seconds <= 0:
-            return {"seconds": 0.0, "calls_per_s": math.nan, "samples_per_s": math.nan,
-                    "gmacs_per_s": math.nan}
-        return {"seconds": seconds, "calls_per_s": self.forwards / seconds,
-                "samples_per_s": self.samples / seconds,
-                "gmacs_per_s": self.total("macs") / seconds / 1e9}
+            return {
+                "seconds": 0.0,
+                "calls_per_s": math.nan,
+                "samples_per_s": math.nan,
+                "gmacs_per_s": math.nan,
+            }
+        return {
+            "seconds": seconds,
+            "calls_per_s": self.forwards / seconds,
+            "samples_per_s": self.samples / seconds,
+            "gmacs_per_s": self.total("macs") / seconds / 1e9,
+        }
 
     def __rich__(self) -> Any:
         from .table import track_table

@@ -20,9 +20,17 @@ if TYPE_CHECKING:
 
 __all__ = ["track_table"]
 
-_COLUMNS = (("hook point", "left"), ("type", "left"), ("calls", "right"), ("output shape", "left"),
-            ("act./call", "right"), ("MACs/call", "right"), ("ms/call", "right"),
-            ("total ms", "right"), ("% time", "right"))
+_COLUMNS = (
+    ("hook point", "left"),
+    ("type", "left"),
+    ("calls", "right"),
+    ("output shape", "left"),
+    ("act./call", "right"),
+    ("MACs/call", "right"),
+    ("ms/call", "right"),
+    ("total ms", "right"),
+    ("% time", "right"),
+)
 
 
 def _ms(value: float | None) -> str:
@@ -47,12 +55,17 @@ def _sorted_rows(frame: Any, sort_by: str, timing: bool) -> Any:
 def _caption(report: TrackReport) -> str:
     rates = report.throughput()
     clock = "in forward" if report.timing else "wall"
-    parts = [f"{report.forwards} forwards", f"{report.samples} samples",
-             f"{rates['seconds']:.2f} s {clock}"]
+    parts = [
+        f"{report.forwards} forwards",
+        f"{report.samples} samples",
+        f"{rates['seconds']:.2f} s {clock}",
+    ]
     if report.forwards:
-        parts += [f"{rates['calls_per_s']:,.1f} calls/s",
-                  f"{rates['samples_per_s']:,.1f} samples/s",
-                  f"{rates['gmacs_per_s']:.3g} GMAC/s"]
+        parts += [
+            f"{rates['calls_per_s']:,.1f} calls/s",
+            f"{rates['samples_per_s']:,.1f} samples/s",
+            f"{rates['gmacs_per_s']:.3g} GMAC/s",
+        ]
     if report.failed_forwards:
         parts.append(f"{report.failed_forwards} failed")
     if report.uncounted_ops:
@@ -69,8 +82,11 @@ def track_table(report: TrackReport, *, sort_by: str = "latency", top: int = 15)
     """
     frame = report.to_frame()
     metric_columns = [c for c in frame.columns if c not in TRACK_COLUMNS]
-    table = Table(title=f"hookstats track ({report.device}, {report.dtype})",
-                  caption=_caption(report), header_style="bold")
+    table = Table(
+        title=f"hookstats track ({report.device}, {report.dtype})",
+        caption=_caption(report),
+        header_style="bold",
+    )
     for name, justify in _COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for name in metric_columns:
@@ -81,15 +97,22 @@ def track_table(report: TrackReport, *, sort_by: str = "latency", top: int = 15)
         calls = max(row["calls"], 1)
         share = row["latency_ms"] / busy_ms * 100 if busy_ms > 0 else math.nan
         table.add_row(
-            str(row["hook_point"]), str(row["module_type"]), str(row["calls"]), _shape_text(row),
-            format_bytes(row["activation_bytes"] / calls), format_count(row["macs"] / calls),
-            _ms(row["mean_latency_ms"]), _ms(row["latency_ms"]),
+            str(row["hook_point"]),
+            str(row["module_type"]),
+            str(row["calls"]),
+            _shape_text(row),
+            format_bytes(row["activation_bytes"] / calls),
+            format_count(row["macs"] / calls),
+            _ms(row["mean_latency_ms"]),
+            _ms(row["latency_ms"]),
             format_number(share, ".1f"),
             *[_metric_text(row[c]) for c in metric_columns],
         )
     if len(frame) > top:
-        table.add_row(Text(f"… {len(frame) - top} more", style="dim"),
-                      *[""] * (len(_COLUMNS) - 1 + len(metric_columns)))
+        table.add_row(
+            Text(f"… {len(frame) - top} more", style="dim"),
+            *[""] * (len(_COLUMNS) - 1 + len(metric_columns)),
+        )
     table.add_section()
     table.add_row(*_totals_cells(report, busy_ms), *[""] * len(metric_columns))
     return table
@@ -98,11 +121,13 @@ def track_table(report: TrackReport, *, sort_by: str = "latency", top: int = 15)
 def _totals_cells(report: TrackReport, busy_ms: float) -> list[Any]:
     forwards = max(report.forwards, 1)
     return [
-        Text("total / forward", style="bold"), "", str(report.total("calls")), "",
+        Text("total / forward", style="bold"),
+        "",
+        str(report.total("calls")),
+        "",
         format_bytes(report.total("activation_bytes") / forwards),
         format_count(report.total("macs") / forwards),
-        _ms(busy_ms / forwards if report.forwards else math.nan), _ms(busy_ms),
+        _ms(busy_ms / forwards if report.forwards else math.nan),
+        _ms(busy_ms),
         "100.0" if busy_ms > 0 else "-",
     ]
-
-

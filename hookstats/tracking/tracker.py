@@ -48,8 +48,14 @@ from ..instrument.tensors import summarize_tensors
 from ..metrics import MetricNames, compute_metrics, metric_registry
 from ..points import PointSpec, select_points
 from .accounting import ReportContext, TrackAccounts
-from .cost_cache import Pending, SignatureCosts, input_signature, leading_dim, root_call_record
-from .cost_cache import should_verify
+from .cost_cache import (
+    Pending,
+    SignatureCosts,
+    input_signature,
+    leading_dim,
+    root_call_record,
+    should_verify,
+)
 from .cuda_timing import CudaEventTimer, add_sync_hooks, warm_up_dispatch
 from .live import LiveView
 from .report import TrackReport
@@ -361,5 +367,14 @@ def track(
         >>> row["hook_point"], int(row["calls"]), int(row["macs"])  # MACs: 3 * 5 * 8 * 4
         ('0', 3, 480)
     """
-    return Tracker(model, points, metrics, live=live, timing=timing, console=console,
-                   sort_by=sort_by, top=top, cuda_timing=cuda_timing)
+    return Tracker(
+        model,
+        points,
+        metrics,
+        live=live,
+        timing=timing,
+        console=console,
+        sort_by=sort_by,
+        top=top,
+        cuda_timing=cuda_timing,
+    )
