@@ -29,6 +29,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 
@@ -127,7 +128,7 @@ def compile_selection(points: PointSpec) -> tuple[Predicate, list[str | type]]:
     if isinstance(points, str | type):
         points = [points]
     if callable(points) and not isinstance(points, Sequence):
-        return points, []  # type: ignore[return-value]
+        return cast(Predicate, points), []
     if not isinstance(points, Iterable):
         raise PointSelectionError(
             f"points= must be a glob, a module class, a list of those, or a predicate "

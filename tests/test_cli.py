@@ -76,6 +76,7 @@ def test_metrics_of_a_checkpoint(capsys, tmp_path, monkeypatch):
 
 
 def test_sweep_then_show_then_plot(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plot needs the [plot] extra")
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     paths = write_checkpoints(tmp_path / "ckpts", [10, 20])
     (tmp_path / "ckpts" / "ckpt_00030.pt").write_bytes(b"")
@@ -115,6 +116,7 @@ def test_sweep_then_show_then_plot(capsys, tmp_path, monkeypatch):
 
 
 def test_plot_costs_and_memory(capsys, tmp_path):
+    pytest.importorskip("matplotlib", reason="plot needs the [plot] extra")
     code, _, _ = run_cli(
         capsys, "plot", "costs", CNN, "--input-shape", "32,1,28,28", "-o", tmp_path / "costs.png"
     )

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
+pytest.importorskip("matplotlib", reason="plots need the [plot] extra (matplotlib)")
+
 import hookstats as hs
 from hookstats.errors import HookstatsError
 from hookstats.plots import (

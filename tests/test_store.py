@@ -200,6 +200,7 @@ def test_store_file_without_write_permission_opens_read_only(tmp_path):
 
 
 def test_csv_and_parquet_export(store, tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet export needs the [parquet] extra")
     store.write_checkpoint("a", "s1", 1, rows(CKPT, NOTE))
     store.write_checkpoint("b", "s1", 1, rows(CKPT))
     store.to_csv(tmp_path / "a.csv", run="a")

@@ -16,7 +16,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import HookstatsError
 
@@ -100,7 +100,7 @@ def load_factory(spec: str) -> Callable[[], Any]:
             f"{where!r} has no callable {attribute!r}. Callables there: "
             f"{', '.join(names[:12]) or '(none)'}."
         )
-    return factory
+    return cast("Callable[[], Any]", factory)
 
 
 def build_from_spec(spec: str) -> Any:

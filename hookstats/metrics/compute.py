@@ -67,8 +67,23 @@ def _check_task(specs: list[MetricSpec], task: Any) -> None:
             )
 
 
+def _check_not_metric_names(model: nn.Module, points: PointSpec) -> None:
+    """Metric names given where points go (the 0.1 argument order) get an error saying so."""
+    entries = [points] if isinstance(points, str) else points
+    if not isinstance(entries, list | tuple) or not entries:
+        return
+    names = {name for name, _ in model.named_modules()}
+    if all(isinstance(e, str) and e in metric_registry and e not in names for e in entries):
+        raise MetricError(
+            f"points={points!r} names metrics, not modules: the arguments are "
+            "compute_metrics(model, points, metrics) since hookstats 0.2. Pass "
+            f"metrics={points!r}."
+        )
+
+
 def _hook_points(model: nn.Module, points: PointSpec) -> list[tuple[str, nn.Module]]:
     """``(model)`` first, then the selected hook points except the root (which it already is)."""
+    _check_not_metric_names(model, points)
     selected = select_points(model, points)
     return [(ROOT_NAME, model)] + [(p.name, p.module) for p in selected if p.module is not model]
 

@@ -18,7 +18,8 @@ Example:
     >>> lin = torch.nn.Linear(2, 2, bias=False)
     >>> with torch.no_grad():
     ...     _ = lin.weight.copy_(torch.tensor([[3.0, 0.0], [0.0, -4.0]]))
-    >>> hm.compute_metrics(lin, ["l1", "l2", "l1_l2", "bias_mean"])[["value", "note"]].values
+    >>> df = hm.compute_metrics(lin, metrics=["l1", "l2", "l1_l2", "bias_mean"])
+    >>> df[["value", "note"]].values
     array([[7.0, ''],
            [5.0, ''],
            [1.4, ''],

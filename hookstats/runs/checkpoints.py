@@ -54,8 +54,9 @@ __all__ = [
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 _STATE_KEYS = ("model", "state_dict", "model_state_dict")
 _STEP_KEYS = ("step", "global_step")
-_STEP_FOLDER = re.compile(r"(?:checkpoint|ckpt|step|global_step|iter|iteration)[-_]?(\d+)",
-                          re.IGNORECASE)
+_STEP_FOLDER = re.compile(
+    r"(?:checkpoint|ckpt|step|global_step|iter|iteration)[-_]?(\d+)", re.IGNORECASE
+)
 _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 _CONVERT_HINT = (
     "If you trust the file, convert it once in a trusted environment: load it with "
@@ -102,8 +103,9 @@ def _sort_key(path: Path) -> tuple[float, str]:
 def _expand(entry: str | PathLike[str]) -> list[Path]:
     text = str(entry)
     if glob.has_magic(text):
-        found = sorted((Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()),
-                       key=_sort_key)
+        found = sorted(
+            (Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()), key=_sort_key
+        )
         if not found:
             raise CheckpointError(
                 f"the glob {text!r} matches no checkpoint file. Check the folder and the pattern "
@@ -112,8 +114,9 @@ def _expand(entry: str | PathLike[str]) -> list[Path]:
         return found
     path = Path(text)
     if path.is_dir():
-        found = sorted((p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES),
-                       key=_sort_key)
+        found = sorted(
+            (p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES), key=_sort_key
+        )
         if not found:
             raise CheckpointError(
                 f"the folder {text!r} holds no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)})."
@@ -213,8 +216,11 @@ def _read_torch(path: Path) -> Any:
 
 
 def _is_state_dict(value: object) -> bool:
-    return (isinstance(value, Mapping) and bool(value)
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()))
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
 
 
 def _as_step(value: object) -> int | None:
@@ -266,15 +272,17 @@ def load_checkpoint(path: str | PathLike[str]) -> LoadedCheckpoint:
         state, step = _read_safetensors(path)
     else:
         state, step = _unpack(path, _read_torch(path))
-    return LoadedCheckpoint(path=path, state_dict=state,
-                            step=step if step is not None else step_from_name(path))
+    return LoadedCheckpoint(
+        path=path, state_dict=state, step=step if step is not None else step_from_name(path)
+    )
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in state) and not any(
-                k.startswith(prefix) for k in expected):
-            return {k[len(prefix):]: v for k, v in state.items()}
+            k.startswith(prefix) for k in expected
+        ):
+            return {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -300,11 +308,20 @@ def load_into(model: nn.Module, checkpoint: LoadedCheckpoint) -> None:
     state = _strip_prefix(checkpoint.state_dict, set(expected))
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    problems = [f"{label}: {_listed(names)}" for label, names in
-                (("missing keys", missing), ("unexpected keys", unexpected),
-                 ("shape mismatch", mismatched)) if names]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{label}: {_listed(names)}"
+        for label, names in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatch", mismatched),
+        )
+        if names
+    ]
     if problems:
         raise CheckpointError(
             f"{checkpoint.path} does not fit the model built by build_model() "

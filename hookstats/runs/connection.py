@@ -33,8 +33,9 @@ class StoreConnection:
     ``path``, ``read_only`` and ``timeout`` are :class:`~hookstats.runs.store.MetricStore`'s.
     """
 
-    def __init__(self, path: str | PathLike[str], *, read_only: bool = False,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | PathLike[str], *, read_only: bool = False, timeout: float = 30.0
+    ) -> None:
         self.path = str(path)
         memory = self.path == ":memory:"
         file = Path(self.path)
@@ -51,8 +52,13 @@ class StoreConnection:
         self._lock = threading.RLock()
         target = f"file:{file.resolve()}?mode=ro" if read_only else self.path
         try:
-            self._conn = sqlite3.connect(target, timeout=timeout, isolation_level=None,
-                                         check_same_thread=False, uri=read_only)
+            self._conn = sqlite3.connect(
+                target,
+                timeout=timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=read_only,
+            )
             self._open()
         except sqlite3.Error as exc:
             raise StoreError(

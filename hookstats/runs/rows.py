@@ -66,16 +66,19 @@ def _hookstats_version() -> str:
 # -- runs ----------------------------------------------------------------------------------
 
 
-def insert_run(conn: sqlite3.Connection, run: str, config_json: str = "{}",
-               settings_json: str = "{}") -> int:
+def insert_run(
+    conn: sqlite3.Connection, run: str, config_json: str = "{}", settings_json: str = "{}"
+) -> int:
     """Insert a new run's row (inside a write transaction); returns its ``run_id``."""
     if not isinstance(run, str) or not run:
         raise StoreError(f"a run name must be a non-empty string, got {run!r}.")
-    return int(conn.execute(
+    cursor = conn.execute(
         "INSERT INTO runs (run, created, config, settings, hookstats_version, torch_version) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         (run, now(), config_json, settings_json, _hookstats_version(), torch.__version__),
-    ).lastrowid)
+    )
+    assert cursor.lastrowid is not None  # an INSERT always sets it
+    return cursor.lastrowid
 
 
 def find_or_add_run(conn: sqlite3.Connection, run: str) -> int:
@@ -108,16 +111,24 @@ def metric_rows(frame: pd.DataFrame) -> list[MetricRow]:
         )
     notes = frame["note"] if "note" in frame.columns else [""] * len(frame)
     rows = []
-    for point, metric, value, note in zip(frame["hook_point"], frame["metric"], frame["value"],
-                                          notes, strict=True):
+    for point, metric, value, note in zip(
+        frame["hook_point"], frame["metric"], frame["value"], notes, strict=True
+    ):
         number = float(value) if value is not None else math.nan
-        rows.append((str(point), str(metric), None if math.isnan(number) else number,
-                     str(note) if isinstance(note, str) and note else None))
+        rows.append(
+            (
+                str(point),
+                str(metric),
+                None if math.isnan(number) else number,
+                str(note) if isinstance(note, str) and note else None,
+            )
+        )
     return rows
 
 
-def records_query(runs: list[str] | None, metrics: list[str] | None,
-                  points: list[str] | None) -> tuple[str, list[str]]:
+def records_query(
+    runs: list[str] | None, metrics: list[str] | None, points: list[str] | None
+) -> tuple[str, list[str]]:
     """The SQL and parameters selecting the tidy records, filtered and in store order.
 
     ``runs`` and ``metrics`` are exact names, ``points`` hook-point globs; ``None`` means all.
@@ -141,4 +152,3 @@ def records_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     frame["value"] = frame["value"].astype("float64")
     frame["step"] = frame["step"].astype("int64")
     return frame
-

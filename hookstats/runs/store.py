@@ -80,8 +80,9 @@ class MetricStore:
         >>> store.runs()  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | PathLike[str], *, read_only: bool = False,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | PathLike[str], *, read_only: bool = False, timeout: float = 30.0
+    ) -> None:
         self._db = StoreConnection(path, read_only=read_only, timeout=timeout)
 
     @property
@@ -120,8 +121,13 @@ class MetricStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_run(self, run: str, *, config: Mapping[str, Any] | None = None,
-                settings: Mapping[str, Any] | None = None) -> None:
+    def add_run(
+        self,
+        run: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         """Create ``run`` with its metadata, or check that an existing run matches.
 
         ``config`` is yours (hyper-parameters...); ``settings`` are hookstats' (metrics, points,
@@ -136,21 +142,32 @@ class MetricStore:
         config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
         settings_json = json.dumps(dict(settings or {}), sort_keys=True, default=str)
         with self._db.write("add a run") as conn:
-            found = conn.execute("SELECT config, settings FROM runs WHERE run = ?",
-                                 (run,)).fetchone()
+            found = conn.execute(
+                "SELECT config, settings FROM runs WHERE run = ?", (run,)
+            ).fetchone()
             if found is None:
                 insert_run(conn, run, config_json, settings_json)
                 return
-            for label, old, new, given in (("settings", found[1], settings_json, settings),
-                                           ("config", found[0], config_json, config)):
+            for label, old, new, given in (
+                ("settings", found[1], settings_json, settings),
+                ("config", found[0], config_json, config),
+            ):
                 if given is not None and old != new:
                     raise StoreError(
                         f"run {run!r} already exists with {label} {old}, not {new}. Use a new "
                         "run name, or the same settings to resume it."
                     )
 
-    def write_checkpoint(self, run: str, checkpoint: str, step: int, frame: pd.DataFrame, *,
-                         if_exists: IfExists = "error", seconds: float | None = None) -> bool:
+    def write_checkpoint(
+        self,
+        run: str,
+        checkpoint: str,
+        step: int,
+        frame: pd.DataFrame,
+        *,
+        if_exists: IfExists = "error",
+        seconds: float | None = None,
+    ) -> bool:
         """Write one checkpoint's metric rows and its completed marker in one transaction.
 
         ``frame`` has columns ``hook_point, metric, value`` and optionally ``note``. Returns
@@ -168,8 +185,10 @@ class MetricStore:
         rows = metric_rows(frame)
         with self._db.write("write a checkpoint") as conn:
             run_id = find_or_add_run(conn, run)
-            old = conn.execute("SELECT ckpt_id FROM checkpoints WHERE run_id = ? AND "
-                               "checkpoint = ?", (run_id, checkpoint)).fetchone()
+            old = conn.execute(
+                "SELECT ckpt_id FROM checkpoints WHERE run_id = ? AND checkpoint = ?",
+                (run_id, checkpoint),
+            ).fetchone()
             if old is not None:
                 if if_exists == "skip":
                     return False
@@ -183,15 +202,20 @@ class MetricStore:
             ckpt_id = conn.execute(
                 "INSERT INTO checkpoints (run_id, checkpoint, step, completed, n_rows, seconds) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, checkpoint, int(step), now(), len(rows), seconds)).lastrowid
-            conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
-                             [(ckpt_id, i, *row) for i, row in enumerate(rows)])
-            conn.execute("DELETE FROM failures WHERE run_id = ? AND checkpoint = ?",
-                         (run_id, checkpoint))
+                (run_id, checkpoint, int(step), now(), len(rows), seconds),
+            ).lastrowid
+            conn.executemany(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                [(ckpt_id, i, *row) for i, row in enumerate(rows)],
+            )
+            conn.execute(
+                "DELETE FROM failures WHERE run_id = ? AND checkpoint = ?", (run_id, checkpoint)
+            )
         return True
 
-    def record_failure(self, run: str, checkpoint: str, error: str, message: str,
-                       step: int | None = None) -> None:
+    def record_failure(
+        self, run: str, checkpoint: str, error: str, message: str, step: int | None = None
+    ) -> None:
         """Record (or update) why ``checkpoint`` failed; a later success removes the record.
 
         Example:
@@ -204,7 +228,8 @@ class MetricStore:
                 "checkpoint) DO UPDATE SET step = excluded.step, error = excluded.error, "
                 "message = excluded.message, failed_at = excluded.failed_at, "
                 "attempts = attempts + 1",
-                (run_id, checkpoint, step, error, message, now()))
+                (run_id, checkpoint, step, error, message, now()),
+            )
 
     def write_profile(self, run: str, report: Report, **info: Any) -> None:
         """Keep the layer-cost profile of ``run`` (one per run; a new one replaces it).
@@ -218,14 +243,24 @@ class MetricStore:
         """
         frame = report.to_frame()
         frame["output_shape"] = frame["output_shape"].map(lambda s: None if s is None else str(s))
-        info = {**info, "device": report.device, "dtype": report.dtype,
-                "total_macs": report.total("macs"),
-                "total_activation_bytes": report.total("activation_bytes")}
+        info = {
+            **info,
+            "device": report.device,
+            "dtype": report.dtype,
+            "total_macs": report.total("macs"),
+            "total_activation_bytes": report.total("activation_bytes"),
+        }
         with self._db.write("write a profile") as conn:
             run_id = find_or_add_run(conn, run)
-            conn.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?)",
-                         (run_id, json.dumps(info, default=str),
-                          frame.to_json(orient="split", index=False), now()))
+            conn.execute(
+                "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?)",
+                (
+                    run_id,
+                    json.dumps(info, default=str),
+                    frame.to_json(orient="split", index=False),
+                    now(),
+                ),
+            )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -240,9 +275,12 @@ class MetricStore:
                 f"Known: {', '.join(sorted(known)[:20]) or '(none)'}."
             )
 
-    def to_frame(self, run: str | Sequence[str] | None = None,
-                 metric: str | Sequence[str] | None = None,
-                 hook_point: str | Sequence[str] | None = None) -> pd.DataFrame:
+    def to_frame(
+        self,
+        run: str | Sequence[str] | None = None,
+        metric: str | Sequence[str] | None = None,
+        hook_point: str | Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         """Tidy records ``run, step, checkpoint, hook_point, metric, value, note``.
 
         Ordered by run, step, then the order the metrics were computed in. ``hook_point``
@@ -271,10 +309,24 @@ class MetricStore:
             "(SELECT COUNT(*) FROM failures f WHERE f.run_id = r.run_id), "
             "COALESCE(SUM(c.n_rows), 0), r.hookstats_version, r.torch_version, r.config, "
             "r.settings FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.run_id "
-            "GROUP BY r.run_id ORDER BY r.run_id")
-        frame = pd.DataFrame(rows, columns=[
-            "run", "created", "checkpoints", "first_step", "last_step", "failures", "rows",
-            "hookstats_version", "torch_version", "config", "settings"])
+            "GROUP BY r.run_id ORDER BY r.run_id"
+        )
+        frame = pd.DataFrame(
+            rows,
+            columns=[
+                "run",
+                "created",
+                "checkpoints",
+                "first_step",
+                "last_step",
+                "failures",
+                "rows",
+                "hookstats_version",
+                "torch_version",
+                "config",
+                "settings",
+            ],
+        )
         for column in ("config", "settings"):
             frame[column] = frame[column].map(json.loads)
         return frame
@@ -290,9 +342,12 @@ class MetricStore:
         rows = self._db.query(
             "SELECT r.run, c.checkpoint, c.step, c.completed, c.n_rows, c.seconds FROM "
             "checkpoints c JOIN runs r ON r.run_id = c.run_id WHERE ? IS NULL OR r.run = ? "
-            "ORDER BY r.run_id, c.step, c.ckpt_id", (run, run))
-        return pd.DataFrame(rows, columns=["run", "checkpoint", "step", "completed", "rows",
-                                           "seconds"])
+            "ORDER BY r.run_id, c.step, c.ckpt_id",
+            (run, run),
+        )
+        return pd.DataFrame(
+            rows, columns=["run", "checkpoint", "step", "completed", "rows", "seconds"]
+        )
 
     def completed(self, run: str) -> set[str]:
         """The checkpoints of ``run`` already complete in the store (the resume set)."""
@@ -309,9 +364,12 @@ class MetricStore:
         rows = self._db.query(
             "SELECT r.run, f.checkpoint, f.step, f.error, f.message, f.failed_at, f.attempts "
             "FROM failures f JOIN runs r ON r.run_id = f.run_id WHERE ? IS NULL OR r.run = ? "
-            "ORDER BY r.run_id, f.checkpoint", (run, run))
-        return pd.DataFrame(rows, columns=["run", "checkpoint", "step", "error", "message",
-                                           "failed_at", "attempts"])
+            "ORDER BY r.run_id, f.checkpoint",
+            (run, run),
+        )
+        return pd.DataFrame(
+            rows, columns=["run", "checkpoint", "step", "error", "message", "failed_at", "attempts"]
+        )
 
     def profile_frame(self, run: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         """The layer-cost profile kept for ``run``: ``(report frame, info)``.
@@ -319,8 +377,11 @@ class MetricStore:
         Raises:
             StoreError: no profile was logged for ``run``.
         """
-        found = self._db.query("SELECT p.frame, p.info FROM profiles p JOIN runs r ON "
-                            "r.run_id = p.run_id WHERE r.run = ?", (run,))
+        found = self._db.query(
+            "SELECT p.frame, p.info FROM profiles p JOIN runs r ON "
+            "r.run_id = p.run_id WHERE r.run = ?",
+            (run,),
+        )
         if not found:
             raise StoreError(
                 f"no layer-cost profile for run {run!r} in {self.path!r}. Log one with "
@@ -346,8 +407,9 @@ class MetricStore:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise StoreError("Parquet export needs pyarrow: pip install hookstats[parquet]"
-                             ) from None
+            raise StoreError(
+                "Parquet export needs pyarrow: pip install hookstats[parquet]"
+            ) from None
         self.to_frame(**filters).to_parquet(path, index=False)
 
 

@@ -71,28 +71,48 @@ class SweepSummary:
         return self.failed == 0
 
     def __str__(self) -> str:
-        return (f"sweep {self.run!r}: {self.done} done, {self.skipped} skipped, {self.failed} "
-                f"failed of {self.total} checkpoints in {self.seconds:.1f} s")
+        return (
+            f"sweep {self.run!r}: {self.done} done, {self.skipped} skipped, {self.failed} "
+            f"failed of {self.total} checkpoints in {self.seconds:.1f} s"
+        )
 
 
 def _record(store: MetricStore, run: str, outcome: Outcome, summary: SweepSummary) -> None:
     if outcome.frame is None:
-        store.record_failure(run, outcome.key, outcome.error or "Error", outcome.message or "",
-                             outcome.step)
+        store.record_failure(
+            run, outcome.key, outcome.error or "Error", outcome.message or "", outcome.step
+        )
         summary.failed += 1
         summary.failures.append((outcome.key, f"{outcome.error}: {outcome.message}"))
-    elif store.write_checkpoint(run, outcome.key, outcome.step or 0, outcome.frame,
-                                if_exists="skip", seconds=outcome.seconds):
+    elif store.write_checkpoint(
+        run,
+        outcome.key,
+        outcome.step or 0,
+        outcome.frame,
+        if_exists="skip",
+        seconds=outcome.seconds,
+    ):
         summary.done += 1
     else:  # another process completed it meanwhile
         summary.skipped += 1
 
 
-def sweep(checkpoints: CheckpointsSpec, build_model: ModelFactory, store: StoreLike, run: str,
-          points: PointSpec = None, metrics: MetricNames = None, *,
-          executor: Executor | None = None, max_in_flight: int | None = None,
-          task: Any = None, precision: str = "float32", progress: bool = True,
-          console: Console | None = None, worker_threads: int | None = 1) -> SweepSummary:
+def sweep(
+    checkpoints: CheckpointsSpec,
+    build_model: ModelFactory,
+    store: StoreLike,
+    run: str,
+    points: PointSpec = None,
+    metrics: MetricNames = None,
+    *,
+    executor: Executor | None = None,
+    max_in_flight: int | None = None,
+    task: Any = None,
+    precision: str = "float32",
+    progress: bool = True,
+    console: Console | None = None,
+    worker_threads: int | None = 1,
+) -> SweepSummary:
     """Compute metrics for every saved checkpoint and write them to ``store``, resumably.
 
     Args:
@@ -138,9 +158,16 @@ def sweep(checkpoints: CheckpointsSpec, build_model: ModelFactory, store: StoreL
     owned = not isinstance(store, MetricStore)
     store = as_store(store)
     try:
-        summary = _sweep(paths, store, run, executor, max_in_flight, progress, console,
-                         Job("", "", build_model, points, metrics, task, precision,
-                             worker_threads))
+        summary = _sweep(
+            paths,
+            store,
+            run,
+            executor,
+            max_in_flight,
+            progress,
+            console,
+            Job("", "", build_model, points, metrics, task, precision, worker_threads),
+        )
     finally:
         if owned:
             store.close()
@@ -150,15 +177,27 @@ def sweep(checkpoints: CheckpointsSpec, build_model: ModelFactory, store: StoreL
     return summary
 
 
-def _sweep(paths: list[Path], store: MetricStore, run: str, executor: Executor | None,
-           max_in_flight: int | None, progress: bool, console: Console | None,
-           template: Job) -> SweepSummary:
-    store.add_run(run, settings=run_settings(template.metrics, template.points, template.task,
-                                             template.precision))
+def _sweep(
+    paths: list[Path],
+    store: MetricStore,
+    run: str,
+    executor: Executor | None,
+    max_in_flight: int | None,
+    progress: bool,
+    console: Console | None,
+    template: Job,
+) -> SweepSummary:
+    store.add_run(
+        run,
+        settings=run_settings(template.metrics, template.points, template.task, template.precision),
+    )
     complete = store.completed(run)
     keys = [str(Path(p).resolve()) for p in paths]
-    jobs = [replace(template, path=str(p), key=key)
-            for p, key in zip(paths, keys, strict=True) if key not in complete]
+    jobs = [
+        replace(template, path=str(p), key=key)
+        for p, key in zip(paths, keys, strict=True)
+        if key not in complete
+    ]
     summary = SweepSummary(run=run, total=len(paths), skipped=len(paths) - len(jobs))
     with progress_bar(console, progress) as bar:
         status = "{0.done} done · {0.skipped} skipped · {0.failed} failed"
