@@ -29,7 +29,6 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from torch import nn
 
@@ -128,7 +127,7 @@ def compile_selection(points: PointSpec) -> tuple[Predicate, list[str | type]]:
     if isinstance(points, str | type):
         points = [points]
     if callable(points) and not isinstance(points, Sequence):
-        return cast(Predicate, points), []
+        return points, []
     if not isinstance(points, Iterable):
         raise PointSelectionError(
             f"points= must be a glob, a module class, a list of those, or a predicate "

@@ -144,7 +144,7 @@ def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int |
             from distributed import Client
         except ImportError:
             raise CLIError("--dask needs dask.distributed: pip install hookstats[dask]") from None
-        with Client(args.dask) as client:
+        with Client(args.dask) as client:  # type: ignore[no-untyped-call]
             executor = client.get_executor()
             try:
                 yield executor, 2 * max(1, sum(client.nthreads().values()))

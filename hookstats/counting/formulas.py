@@ -118,9 +118,7 @@ def _prod(shape: Shape) -> int:
 
 def mm_macs(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     """(m, k) @ (k, n): m * k * n."""
-    m, k = a
-    _, n = b
-    return int(m) * int(k) * int(n)
+    return int(a[0]) * int(a[1]) * int(b[1])
 
 
 def matmul_macs(a: Shape, b: Shape) -> int:
@@ -129,15 +127,16 @@ def matmul_macs(a: Shape, b: Shape) -> int:
     >>> matmul_macs((2, 1, 4, 8), (3, 8, 5))  # batch (2, 3) * 4 * 8 * 5
     960
     """
-    a, b = tuple(a), tuple(b)
-    if len(a) == 1 and len(b) == 1:
-        return int(a[0])
-    if len(a) == 1:
-        a = (1, a[0])
-    if len(b) == 1:
-        b = (b[0], 1)
-    batch = torch.broadcast_shapes(torch.Size(a[:-2]), torch.Size(b[:-2]))
-    return _prod(batch) * int(a[-2]) * int(a[-1]) * int(b[-1])
+    left = tuple(int(s) for s in a)
+    right = tuple(int(s) for s in b)
+    if len(left) == 1 and len(right) == 1:
+        return left[0]
+    if len(left) == 1:
+        left = (1, left[0])
+    if len(right) == 1:
+        right = (right[0], 1)
+    batch = torch.broadcast_shapes(torch.Size(left[:-2]), torch.Size(right[:-2]))  # type: ignore[no-untyped-call]
+    return _prod(batch) * left[-2] * left[-1] * right[-1]
 
 
 @register_mac_formula(*_aten("mm", "_int_mm"))

@@ -73,7 +73,7 @@ def _first_shape(out: Any) -> tuple[int, ...] | None:
     return None
 
 
-class MacCounter(TorchDispatchMode):
+class MacCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Count MACs of every aten op run while active; see the module docstring.
 
     Example:
@@ -88,7 +88,7 @@ class MacCounter(TorchDispatchMode):
     """
 
     def __init__(self, sink: MacSink) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.sink = sink
         self.total_macs = 0
         self.uncounted: dict[str, UncountedOp] = {}

@@ -254,7 +254,7 @@ def _total_row(
         derived["bound"] = (
             "compute" if by_bound.get("compute", 0.0) > by_bound.get("memory", 0.0) else "memory"
         )
-    return {k: v.item() if isinstance(v, np.generic) else v for k, v in derived.items()}
+    return {str(k): v.item() if isinstance(v, np.generic) else v for k, v in derived.items()}
 
 
 def _resolve_roofs(

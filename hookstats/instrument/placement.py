@@ -107,7 +107,7 @@ class Placement:
 
 
 def _substitute_state(model: nn.Module, placement: Placement) -> dict[str, torch.Tensor]:
-    tensors = dict(model.named_parameters())
+    tensors: dict[str, torch.Tensor] = dict(model.named_parameters())
     tensors.update(model.named_buffers())
     with torch.no_grad():
         return {name: placement.convert_tensor(t) for name, t in tensors.items()}

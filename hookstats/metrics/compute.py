@@ -47,8 +47,8 @@ MetricNames = str | Sequence[str] | None
 def _dtype(precision: str | torch.dtype) -> torch.dtype:
     if isinstance(precision, torch.dtype) and precision in PRECISIONS.values():
         return precision
-    if precision in PRECISIONS:
-        return PRECISIONS[precision]  # type: ignore[index]
+    if isinstance(precision, str) and precision in PRECISIONS:
+        return PRECISIONS[precision]
     raise MetricError(
         f"precision must be 'float32' (default; bf16/fp16 weights are upcast) or 'float64', "
         f"got {precision!r}."

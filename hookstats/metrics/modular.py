@@ -91,11 +91,16 @@ class ModularAdditionTask:
         output = getattr(output, "logits", output)
         if isinstance(output, tuple | list):
             output = output[0]
+        if not isinstance(output, torch.Tensor):
+            raise MetricError(
+                f"cannot find logits in the model's output ({type(output).__name__}): pass "
+                "ModularAdditionTask(logits=lambda output: ...) returning (N, p) logits."
+            )
         return output[:, -1, : self.p] if output.dim() == 3 else output[:, : self.p]
 
 
 def _embedding_module(model: nn.Module, task: ModularAdditionTask) -> nn.Module:
-    names = {display_name(n): m for n, m in model.named_modules()}
+    names: dict[str, nn.Module] = {display_name(n): m for n, m in model.named_modules()}
     if task.embedding not in names:
         close = [n for n in names if "emb" in n.lower()][:5]
         raise MetricError(

@@ -105,6 +105,12 @@ class PooledMedian:
             self._values[key] = np.ascontiguousarray(t32.numpy()) if exact else None
         return self._values[key]
 
+    def _exact(self, key: int) -> np.ndarray:
+        """The float32 values of a tensor already known to be exact in float32."""
+        values = self._values[key]
+        assert values is not None  # groups with an inexact tensor take the fallback
+        return values
+
     def median(self, keys: Iterable[int]) -> float:
         """Median of the concatenation of tensors ``keys`` (NaN when they hold no element)."""
         group = tuple(sorted(set(keys)))
@@ -122,9 +128,10 @@ class PooledMedian:
         radix = []
         for group in todo:
             arrays = [self._f32(k) for k in group]
-            if any(a is None for a in arrays):
+            exact = [a for a in arrays if a is not None]
+            if len(exact) < len(arrays):
                 self._medians[group] = self._fallback(group)
-            elif sum(a.size for a in arrays) == 0:  # type: ignore[union-attr]
+            elif sum(a.size for a in exact) == 0:
                 self._medians[group] = float("nan")
             else:
                 radix.append(group)
@@ -143,7 +150,7 @@ class PooledMedian:
         """(bin, rank within bin) of the two middle ranks of ``group``."""
         for key in group:
             if key not in self._hist:
-                self._hist[key] = _histogram(self._values[key])
+                self._hist[key] = _histogram(self._exact(key))
         total = np.sum([self._hist[k] for k in group], axis=0)
         cumulative = np.cumsum(total)
         n = int(cumulative[-1])
@@ -160,7 +167,7 @@ class PooledMedian:
             return
         lo = min(_bin_range(b)[0] for b in missing)
         hi = max(_bin_range(b)[1] for b in missing)
-        values = self._values[key]
+        values = self._exact(key)
         candidates = _in_range(values, lo, hi)
         positions = _ordered_bins(candidates)
         for b in missing:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class TensorStats:
     trace: float = math.nan
 
 
-def _storage_key(t: torch.Tensor) -> tuple:
+def _storage_key(t: torch.Tensor) -> tuple[Any, ...]:
     if t.numel() == 0:  # empty tensors may share a null data pointer: never tied
         return ("empty", id(t))
     return (
@@ -107,7 +108,7 @@ def _unique_params(model: nn.Module) -> tuple[list[Param], dict[int, int]]:
     """Unique parameters in ``named_parameters`` order and a map ``id(param) -> index``."""
     params: list[Param] = []
     by_id: dict[int, int] = {}
-    by_storage: dict[tuple, int] = {}
+    by_storage: dict[tuple[Any, ...], int] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in by_id:
             continue

@@ -49,7 +49,7 @@ def trace_spectral(ctx: MetricContext) -> float:
     for name, s in zip(ctx.matrix_names, sigma, strict=True):
         if s == 0.0:
             raise MetricUndefined(f"zero matrix {name!r}: trace / sigma_max is 0/0")
-    return sum(st.trace / s for st, s in zip(stats, sigma, strict=True)) / len(stats)
+    return float(sum(st.trace / s for st, s in zip(stats, sigma, strict=True))) / len(stats)
 
 
 def _pooled(ctx: MetricContext) -> torch.Tensor:

@@ -61,7 +61,8 @@ __all__ = [
 def gram(a: np.ndarray) -> np.ndarray:
     """The ``r x r`` Gram matrix of 2-D ``a``, ``r = min(a.shape)``, in float64 (symmetric)."""
     a = np.asarray(a, dtype=np.float64)
-    return a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
+    product: np.ndarray = a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
+    return product
 
 
 def gram_singular_values(
@@ -117,7 +118,7 @@ def lanczos_top(
     steps. One matrix at a time, so ``g`` stays in cache across iterations.
     """
     r = g.shape[0]
-    q = np.random.default_rng(seed).standard_normal(r).astype(g.dtype)
+    q = np.asarray(np.random.default_rng(seed).standard_normal(r), dtype=g.dtype)
     q /= np.linalg.norm(q)
     steps = min(r, LANCZOS_MAX_ITER)
     basis = np.zeros((steps, r), dtype=g.dtype)

@@ -55,21 +55,21 @@ def report_table(
             max_width=16 if name == "type" else None,
         )
     rows = frame if max_rows is None else frame.head(max_rows)
-    for row in rows.itertuples(index=False):
-        cells = {
-            "hook point": "  " * int(row.depth) + str(row.hook_point),
-            "type": str(row.module_type),
-            "calls": str(row.calls),
-            "output": format_shape(row.output_shape),
-            "params": format_count(row.parameters),
-            "param mem": format_bytes(row.parameter_bytes),
-            "act. mem": format_bytes(row.activation_bytes),
-            "MACs": format_count(row.macs),
+    for row in rows.to_dict("records"):
+        cells: dict[str, str | Text] = {
+            "hook point": "  " * int(row["depth"]) + str(row["hook_point"]),
+            "type": str(row["module_type"]),
+            "calls": str(row["calls"]),
+            "output": format_shape(row["output_shape"]),
+            "params": format_count(row["parameters"]),
+            "param mem": format_bytes(row["parameter_bytes"]),
+            "act. mem": format_bytes(row["activation_bytes"]),
+            "MACs": format_count(row["macs"]),
         }
         table.add_row(*(cells[c] for c in columns))
     if max_rows is not None and len(frame) > max_rows:
         table.add_row(Text(f"… {len(frame) - max_rows} more", style="dim"))
-    totals = {
+    totals: dict[str, str | Text] = {
         "hook point": Text("total", style="bold"),
         "calls": str(report.total("calls")),
         "params": format_count(report.total("parameters")),

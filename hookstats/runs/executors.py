@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from typing import Any
 
@@ -38,7 +38,7 @@ def _broken(exc: BaseException) -> HookstatsError:
 
 def outcomes(
     jobs: list[Job], executor: Executor | None, max_in_flight: int | None = None
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Yield outcomes as they finish; at most ``max_in_flight`` jobs are submitted at once
     (default :func:`default_in_flight`)."""
     if executor is None:
@@ -62,15 +62,17 @@ def outcomes(
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 job = pending.pop(future)
-                exc = future.exception()
-                if isinstance(exc, BrokenExecutor):
-                    raise _broken(exc) from exc
-                if exc is not None and is_fatal(exc):
-                    raise exc
+                error = future.exception()
+                if isinstance(error, BrokenExecutor):
+                    raise _broken(error) from error
+                if error is not None and is_fatal(error):
+                    raise error
                 yield (
                     future.result()
-                    if exc is None
-                    else Outcome(job.key, None, None, type(exc).__name__, str(exc) or repr(exc))
+                    if error is None
+                    else Outcome(
+                        job.key, None, None, type(error).__name__, str(error) or repr(error)
+                    )
                 )
     finally:
         for future in pending:

@@ -60,6 +60,10 @@ def add_sync_hooks(modules: Iterable[nn.Module]) -> list[RemovableHandle]:
     return handles
 
 
+def _timing_event() -> Any:
+    return torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+
+
 class CudaEventTimer:
     """Time each call of the tracked modules with a pair of CUDA events.
 
@@ -73,7 +77,7 @@ class CudaEventTimer:
     """
 
     def __init__(self, event_factory: Callable[[], Any] | None = None) -> None:
-        self._make = event_factory or (lambda: torch.cuda.Event(enable_timing=True))
+        self._make = event_factory or _timing_event
         self._names: dict[int, str] = {}
         self._starts: dict[int, list[Any]] = {}
         self._open: list[tuple[str, Any, Any]] = []
