@@ -39,7 +39,7 @@ def gpt2(layers: int) -> torch.nn.Module:
 
 
 def _warm(_: int) -> int:
-    import hookstats.sweep  # noqa: F401  (imports torch, hookstats in the worker)
+    import hookstats.runs  # noqa: F401  (imports torch, hookstats in the worker)
 
     return 0
 
