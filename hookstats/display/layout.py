@@ -61,6 +61,8 @@ class Column:
         shrink: text that may be shortened with an ellipsis (never a number).
         cut: where a shortened text loses characters: ``"right"`` (a tree label keeps its
             start) or ``"left"`` (a full path keeps its end, ``…layers.0–31.mlp``).
+        min_width: the narrowest it is when it fits (a live table keeps its layout steady
+            while rows come and go).
     """
 
     key: str
@@ -69,6 +71,7 @@ class Column:
     drop: float | None = None
     shrink: bool = False
     cut: Literal["left", "right"] = "right"
+    min_width: int = 0
 
 
 @dataclass(slots=True)
@@ -94,7 +97,8 @@ def _plain(cell: Cell) -> str:
 
 def _natural(column: Column, grid: Grid) -> int:
     cells = [row.get(column.key, "") for row in (*grid.rows, *grid.totals)]
-    return max([cell_len(column.header), *(cell_len(_plain(c)) for c in cells)])
+    widest = max([cell_len(column.header), *(cell_len(_plain(c)) for c in cells)])
+    return max(widest, column.min_width)
 
 
 def _floor(column: Column, natural: int) -> int:

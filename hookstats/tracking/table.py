@@ -7,7 +7,7 @@ crowd the top); repeated blocks are collapsed first (``model.layers.0â€“31.mlp Ã
 summed), then a totals row per forward and the throughput below. ``sort_by=None`` shows the
 hook points as a tree instead, like :meth:`Report.table`. Columns fit the console as in every
 hookstats table: numbers keep their units; whole columns are dropped (type, output shape,
-act./call, calls, extra columns, time/call, MACs/call, total time) and a note says which.
+act./call, calls, extra columns, time/call, % MACs, MACs/call, total time) and a note says which.
 
 Self time needs a ``self_latency_ms`` column in ``TrackReport.to_frame()``; without it the
 table shows inclusive time and says so.
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from ..display import Column, FittedTable, Grid, build_tree, walk
+from ..display.layout import SHRINK_MIN
 from ..display.rows import (
     Depth,
     extra_cell,
@@ -114,9 +116,10 @@ def _share(part: float, whole: float) -> str:
     return format_percent(part / whole) if whole > 0 and not math.isnan(part) else "-"
 
 
-def _columns(basis: _Basis, extras: list[str], tree: bool) -> list[Column]:
+def _columns(basis: _Basis, extras: list[str], tree: bool, steady: int) -> list[Column]:
+    cut: Literal["left", "right"] = "right" if tree else "left"
     columns = [
-        Column("name", "hook point", "left", shrink=True, cut="right" if tree else "left"),
+        Column("name", "hook point", "left", shrink=True, cut=cut, min_width=steady),
         Column("type", "type", "left", drop=0),
         Column("calls", "calls", drop=3),
         Column("output", "output shape", "left", drop=1),
@@ -146,19 +149,22 @@ def _sort_key(sort_by: str, basis: _Basis) -> tuple[str, ...]:
 
 def _ordered(
     roots: list[Node], sort_by: str | None, basis: _Basis, depth: Depth, top: int
-) -> tuple[list[tuple[Node, str]], int, list[str]]:
-    """The rows shown with their labels, how many more there are, and notes on depth. A
-    sorted list leaves out hook points that were never called (the tree shows them)."""
+) -> tuple[list[tuple[Node, str]], int, list[str], int]:
+    """The rows shown with their labels, how many more there are, notes on depth, and the
+    widest name of all the rows that could be shown (capped at ``SHRINK_MIN``), so that a
+    live table keeps its columns in place while rows change places. A sorted list leaves
+    out hook points that were never called (the tree shows them)."""
     if sort_by is None:
         shown_depth, notes = resolve_depth(roots, depth)
         nodes = [(node, tree_label(node, level)) for node, level in walk(roots, shown_depth)]
-        return nodes, 0, notes
+        return nodes, 0, notes, 0
     limit = None if depth is None else resolve_depth(roots, depth)[0]
     keys = _sort_key(sort_by, basis)
     flat = [node for node, _ in walk(roots, limit) if _sum(node.rows, "calls") > 0]
     names = short_names(flat)
     flat.sort(key=lambda node: tuple(-_nan_low(_sum(node.rows, k)) for k in keys))
-    return [(node, names[node]) for node in flat[:top]], max(len(flat) - top, 0), []
+    steady = min(max((cell_len(name) for name in names.values()), default=0), SHRINK_MIN)
+    return [(node, names[node]) for node in flat[:top]], max(len(flat) - top, 0), [], steady
 
 
 def _nan_low(value: float) -> float:
@@ -190,7 +196,7 @@ def track_table(
     extras = [str(c) for c in frame.columns if c not in _KNOWN and frame[c].dtype.kind in "iuf"]
     basis = _Basis(report, has_self)
     roots = build_tree(frame.to_dict("records"), signature=_signature, collapse=collapse)
-    shown, more, notes = _ordered(roots, sort_by, basis, depth, top)
+    shown, more, notes, steady = _ordered(roots, sort_by, basis, depth, top)
     body = [_cells(node, label, basis, extras) for node, label in shown]
     styles: list[str | None] = [
         "dim" if _sum(node.rows, "calls") == 0 else None for node, _ in shown
@@ -200,7 +206,7 @@ def track_table(
         styles.append(None)
     grid = Grid(
         title=f"hookstats track ({report.device}, {report.dtype})",
-        columns=pick_columns(_columns(basis, extras, sort_by is None), columns),
+        columns=pick_columns(_columns(basis, extras, sort_by is None, steady), columns),
         rows=body,
         totals=[_totals(report, basis)],
         notes=[*notes, *_notes(report, basis, shown, sort_by)],
