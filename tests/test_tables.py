@@ -153,6 +153,7 @@ def test_extra_numeric_columns_get_units_sums_and_totals(monkeypatch):
     assert "backward MACs" not in table["total"]  # blank: Report.total has no such column yet
 
 
+@pytest.mark.slow
 def test_real_transformers_fit_in_a_screen():
     pytest.importorskip("transformers", reason="real transformer shapes need transformers")
     from hf_models import gpt2_small, llama_32_layers
@@ -248,7 +249,12 @@ def test_self_time_is_shown_next_to_total_time_and_the_shares_add_up(monkeypatch
     assert next(iter(by_total)) == "(model)"
 
 
-def test_without_self_time_the_table_says_time_is_inclusive():
+def test_without_self_time_the_table_says_time_is_inclusive(monkeypatch):
+    original = TrackReport.to_frame  # a report without the column (before it is recorded)
+    monkeypatch.setattr(
+        TrackReport, "to_frame", lambda self: original(self).drop(columns="self_latency_ms",
+                                                                 errors="ignore")
+    )  # fmt: skip
     output = render(fixed_mlp_report().table(), 160)
     assert "self time" not in headers(output)
     assert rows(output)["(model)"]["% time"] == "100.0%"
@@ -317,3 +323,24 @@ def test_every_result_object_has_html_for_notebooks():
         assert text in bundle["text/plain"]
     assert "576" in report._repr_html_()  # 3*8*16 + 3*16*4 MACs
     assert mimebundle(pd.DataFrame({"a": [1]}).to_string())["text/plain"].strip().endswith("1")
+
+
+def test_track_of_kv_cache_generation_reads_at_80_columns():
+    """The field: generate() with a KV cache under inference_mode, the table at 80 columns."""
+    pytest.importorskip("transformers", reason="a GPT-2 needs transformers")
+    from hf_models import tiny_gpt2
+
+    torch.manual_seed(0)
+    model = tiny_gpt2(layers=3)
+    ids = torch.randint(0, 100, (2, 8))
+    with torch.inference_mode(), hs.track(model, timing=False) as t:
+        model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    output = render(t, 80)
+    assert max(len(line) for line in output.splitlines()) <= 80
+    table = rows(output)
+    assert table["mlp.c_fc ×3"]["calls"] == "12"  # 3 blocks * 4 forwards (1 prefill, 3 steps)
+    # own MACs of the 3 c_fc over the block: 3 * (2*8 + 3 * 2*1 tokens) * 32 * 128 = 270_336
+    assert t.report.to_frame().query("hook_point.str.endswith('mlp.c_fc')")["macs"].sum() == (
+        270_336
+    )
+    assert "…" not in "".join(line for line in output.splitlines() if "more" not in line)

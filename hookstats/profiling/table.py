@@ -153,7 +153,7 @@ def report_table(
     roots = build_tree(records, signature=signature, collapse=collapse)
     shown_depth, depth_notes = resolve_depth(roots, depth)
     shown = list(walk(roots, shown_depth))
-    totals = {"parameters": report.total("parameters"), "macs": report.total("macs")}
+    totals = {key: report.total(key) for key in _SUMMED}  # each total folds every call
     limit = len(shown) if max_rows is None else max(int(max_rows), 0)
     body = [_cells(node, level, extras, totals) for node, level in shown[:limit]]
     styles = ["dim" if _sum(node.rows, "calls") == 0 else None for node, _ in shown[:limit]]
@@ -165,23 +165,23 @@ def report_table(
         title=title or f"hookstats profile ({report.device}, {report.dtype})",
         columns=pick_columns(all_columns, columns),
         rows=body,
-        totals=[_totals(report, extras)],
+        totals=[_totals(report, totals, extras)],
         notes=_notes(report, shown, depth_notes),
         styles=styles,
     )
     return FittedTable(grid)
 
 
-def _totals(report: Report, extras: list[str]) -> dict[str, Any]:
+def _totals(report: Report, totals: Mapping[str, int], extras: list[str]) -> dict[str, Any]:
     cells: dict[str, Any] = {
         "name": Text("total", style="bold"),
-        "calls": str(report.total("calls")),
-        "parameters": format_count(report.total("parameters")),
-        "pct_parameters": format_percent(1.0) if report.total("parameters") else "-",
-        "parameter_bytes": format_bytes(report.total("parameter_bytes")),
-        "activation_bytes": format_bytes(report.total("activation_bytes")),
-        "macs": format_count(report.total("macs")),
-        "pct_macs": format_percent(1.0) if report.total("macs") else "-",
+        "calls": str(totals["calls"]),
+        "parameters": format_count(totals["parameters"]),
+        "pct_parameters": format_percent(1.0) if totals["parameters"] else "-",
+        "parameter_bytes": format_bytes(totals["parameter_bytes"]),
+        "activation_bytes": format_bytes(totals["activation_bytes"]),
+        "macs": format_count(totals["macs"]),
+        "pct_macs": format_percent(1.0) if totals["macs"] else "-",
     }
     for name in extras:
         cells[name] = total_of(report.total, name)
