@@ -3,7 +3,8 @@ precision what-if (:func:`precision_tradeoffs`), hardware presets with their sou
 summary's table.
 
 May import: numpy, pandas, torch, :mod:`hookstats.errors`, :mod:`hookstats.points`,
-:mod:`hookstats.units`, :mod:`hookstats.profiling` and :mod:`hookstats.tracking`.
+:mod:`hookstats.units`, :mod:`hookstats.display`, :mod:`hookstats.profiling` and
+:mod:`hookstats.tracking`.
 """
 
 from .presets import (
@@ -15,6 +16,7 @@ from .presets import (
     measure_cpu,
 )
 from .roofline import LAYER_COLUMNS, TOTAL_ROW, HardwareSummary, summarize_hardware
+from .table import hardware_table, precision_table
 from .tradeoffs import precision_tradeoffs
 
 __all__ = [
@@ -26,7 +28,9 @@ __all__ = [
     "HardwareSummary",
     "canonical_precision",
     "hardware_spec",
+    "hardware_table",
     "measure_cpu",
+    "precision_table",
     "precision_tradeoffs",
     "summarize_hardware",
 ]

@@ -2,7 +2,7 @@
 per-call frames, totals, its table) and the seed's :func:`estimate_layerwise_stats`.
 
 May import: :mod:`hookstats.instrument`, :mod:`hookstats.counting`, :mod:`hookstats.points`,
-:mod:`hookstats.units`, :mod:`hookstats.errors`.
+:mod:`hookstats.units`, :mod:`hookstats.display`, :mod:`hookstats.errors`.
 """
 
 from .layerwise import SEED_COLUMNS, estimate_layerwise_stats
