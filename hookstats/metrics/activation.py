@@ -25,7 +25,8 @@ Use :func:`activation_stats` for one forward, or :class:`ActivationMonitor` arou
 forwards (training steps, ``generate``, several batches). Nothing the model owns is changed:
 the monitor adds forward hooks to the selected modules only and removes every one on exit, also
 when a forward raises; statistics are computed on detached tensors under ``no_grad``, so no
-autograd graph is kept or extended.
+autograd graph is kept or extended. Every call counts, also a forward that activation
+checkpointing re-runs during backward.
 
 May import: torch, pandas, :mod:`hookstats.points`, :mod:`hookstats.errors`, and from
 :mod:`hookstats.instrument` the tensor walker and model state.
