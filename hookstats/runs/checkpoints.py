@@ -25,7 +25,6 @@ modules :mod:`.readers`, :mod:`.steps` and :mod:`.shards`.
 Example:
     >>> import tempfile, torch
     >>> from pathlib import Path
-from typing import Any
     >>> path = Path(tempfile.mkdtemp()) / "step_40.pt"
     >>> torch.save({"weight": torch.ones(2)}, path)
     >>> ckpt = load_checkpoint(path)
@@ -42,6 +41,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -159,7 +160,7 @@ def find_checkpoints(checkpoints: CheckpointsSpec) -> list[Path]:
         [PosixPath('runs/ckpts/step_100.pt'), PosixPath('runs/ckpts/step_200.pt')]
     """
     single = isinstance(checkpoints, str | PathLike) or not isinstance(checkpoints, Iterable)
-    entries: list[Any] = [checkpoints] if single else list(checkpoints)
+    entries: list[Any] = [checkpoints] if single else list(checkpoints)  # type: ignore[arg-type]
     if not entries:
         raise CheckpointError("no checkpoints given: pass a list of paths, a folder or a glob.")
     seen: set[Path] = set()
