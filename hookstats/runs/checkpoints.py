@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
-from typing import Any
 
 import torch
 from torch import nn
