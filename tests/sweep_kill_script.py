@@ -23,7 +23,9 @@ def main() -> None:
     store, run, pattern, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     load = jobs_module.load_checkpoint
 
-    def slow_load(path, **options):  # the delay makes the kill land between checkpoints or inside one
+    def slow_load(
+        path, **options
+    ):  # the delay makes the kill land between checkpoints or inside one
         time.sleep(delay)
         return load(path, **options)
 
