@@ -257,18 +257,13 @@ def _total_row(
     return {str(k): v.item() if isinstance(v, np.generic) else v for k, v in derived.items()}
 
 
-def _number(value: object, name: str, *, minimum: float = 0.0, strict: bool = True) -> float:
-    """``value`` as a float when it is a real number above ``minimum`` (or equal when not
-    ``strict``), else an InputSpecError naming the argument."""
+def _positive(value: object, name: str, unit: str) -> float:
+    """``value`` as a float when it is a finite real number > 0, else an InputSpecError naming
+    the argument."""
     ok = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
     number = float(value) if ok else math.nan  # type: ignore[arg-type]
-    if (
-        not ok
-        or not math.isfinite(number)
-        or not (number > minimum if strict else number >= minimum)
-    ):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise InputSpecError(f"{name} must be a finite number {bound}, got {value!r}.")
+    if not (math.isfinite(number) and number > 0):
+        raise InputSpecError(f"{name} must be positive ({unit}, a finite number), got {value!r}.")
     return number
 
 
