@@ -116,7 +116,9 @@ def _read_torch(path: Path, safe_globals: SafeGlobals = None) -> Any:
                 "unpickler cannot read it). Re-save it, or leave it out of the sweep."
             ) from None
         found = re.search(r"GLOBAL (\S+)", str(exc)) or re.search(r"global (\S+)", str(exc))
-        what = f"the pickle global {found.group(1)}" if found else "a pickle instruction"
+        reason = re.search(r"WeightsUnpickler error:\s*([^\n]+(?:\n[^\n]+)?)", str(exc))
+        detail = f" ({' '.join(reason.group(1).split())})" if reason else ""
+        what = f"the pickle global {found.group(1)}" if found else f"a pickle instruction{detail}"
         raise UnsafeCheckpointError(
             f"refused to load {path}: it needs {what}, which could run arbitrary code, and "
             f"hookstats loads with weights_only=True so that a checkpoint can never run code. "

@@ -63,11 +63,8 @@ def name_step(path: str | PathLike[str]) -> tuple[int | None, str | None]:
                 listed = ", ".join(map(str, dict.fromkeys(found)))
                 note = f"the name {path.name!r} holds several steps ({listed}); the first is used"
             return found[0], note
-        if text != path.parent.name:
-            numbers = _NUMBER.findall(text)
-            if len(numbers) == 1:
-                return int(numbers[0]), None
-    return None, None
+    numbers = _NUMBER.findall(path.stem)
+    return (int(numbers[0]) if len(numbers) == 1 else None), None
 
 
 def step_from_name(path: str | PathLike[str]) -> int | None:
