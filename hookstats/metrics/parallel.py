@@ -41,6 +41,7 @@ import functools
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -139,7 +140,9 @@ def worker_count() -> int:
     forced = _env_threads()
     if forced is not None:
         return forced
-    cores, blas = usable_cores(), blas_threads()
+    cores = usable_cores()
+    with _pools_lock:  # while pools run, BLAS reads 1: the count they will restore counts
+        blas = _saved_threads if _pools_running else blas_threads()
     if cores <= 1 or blas is None:
         return 1
     return max(1, min(cores, blas, torch.get_num_threads(), MAX_WORKERS))
@@ -150,33 +153,50 @@ def _slot_folder() -> Path:
     return Path(tempfile.gettempdir()) / f"hookstats-cores-{uid}"
 
 
+_local = threading.local()  # .inside: this thread runs inside a pool (holds its slots)
+SLOT_POLL_SECONDS = 0.05
+
+
+def _try_slots(folder: Path, wanted: int) -> list[int]:
+    import fcntl
+
+    held: list[int] = []
+    for slot in range(usable_cores()):
+        if len(held) >= wanted:
+            break
+        fd = os.open(folder / f"slot-{slot}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another pool holds this core
+            os.close(fd)
+            continue
+        held.append(fd)
+    return held
+
+
 @contextlib.contextmanager
 def core_slots(wanted: int) -> Iterator[int]:
     """Hold up to ``wanted`` of the machine's core slots for a ``with`` block; yields how many
-    were free (0 when every slot is held by other pools). Without ``flock`` (Windows) or a
-    writable temporary folder it yields ``wanted``: no cross-process budget there."""
+    it holds. When every slot is held by other pools it waits until one is free (a process
+    that dies frees its slots). Inside a pool (a job calling :func:`parallel_map` again) it
+    yields 0 without waiting. Without ``flock`` (Windows) or a writable temporary folder it
+    yields ``wanted``: no cross-process budget there."""
+    if getattr(_local, "inside", False):
+        yield 0
+        return
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - Windows
         yield wanted
         return
-    held: list[int] = []
     try:
         folder = _slot_folder()
         folder.mkdir(mode=0o700, exist_ok=True)
-        for slot in range(usable_cores()):
-            if len(held) >= wanted:
-                break
-            fd = os.open(folder / f"slot-{slot}", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # another pool holds this core
-                os.close(fd)
-                continue
-            held.append(fd)
+        held = _try_slots(folder, wanted)
+        while not held:
+            time.sleep(SLOT_POLL_SECONDS)
+            held = _try_slots(folder, wanted)
     except OSError:  # no usable temporary folder: no budget to share
-        for fd in held:
-            os.close(fd)
         yield wanted
         return
     try:
@@ -184,6 +204,10 @@ def core_slots(wanted: int) -> Iterator[int]:
     finally:
         for fd in held:
             os.close(fd)  # closing releases the lock
+
+
+def _mark_inside() -> None:
+    _local.inside = True
 
 
 def parallel_map(
@@ -208,13 +232,17 @@ def parallel_map(
     with slots as granted:
         threads = max(1, min(workers, len(items), granted))
         _enter_single_threaded_blas()
+        outer, _local.inside = getattr(_local, "inside", False), True
         try:
             if threads == 1:
                 yield from map(fn, items)
             else:
-                with ThreadPoolExecutor(threads, thread_name_prefix="hookstats-metrics") as pool:
+                with ThreadPoolExecutor(
+                    threads, thread_name_prefix="hookstats-metrics", initializer=_mark_inside
+                ) as pool:
                     yield from pool.map(fn, items)
         finally:
+            _local.inside = outer
             _leave_single_threaded_blas()
 
 
