@@ -41,8 +41,10 @@ def main() -> None:
     peak = rss_kib("VmHWM:") * 1024
     print(f"matrix {rows}x{cols} float32: {matrix / 2**30:.2f} GiB; {seconds:.1f} s")
     print(f"peak RSS {peak / 2**30:.2f} GiB = {peak / matrix:.2f}x the matrix")
-    print(f"extra over the process before the call: {(peak - before) / 2**30:.2f} GiB "
-          f"= {(peak - before) / matrix:.2f}x the matrix")
+    print(
+        f"extra over the process before the call: {(peak - before) / 2**30:.2f} GiB "
+        f"= {(peak - before) / matrix:.2f}x the matrix"
+    )
     print(frame[frame.hook_point == "(model)"][["metric", "value"]].to_string(index=False))
 
 

@@ -342,8 +342,10 @@ def summarize_hardware(
         240
     """
     frame, own_precision, own_latency = _as_frame(df)
-    source = canonical_precision(source_precision or own_precision or "fp32")
-    target = canonical_precision(precision or source)
+    source = canonical_precision(
+        next((p for p in (source_precision, own_precision) if p is not None), "fp32")
+    )
+    target = canonical_precision(precision if precision is not None else source)
     bandwidth, peak, hardware_name = _resolve_roofs(
         hardware, memory_bandwidth_gbps, peak_tflops, target
     )

@@ -54,6 +54,11 @@ def dummy_input(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     return torch.randn(shape, dtype=dtype, device=device, generator=generator)
 
 
+def _size(value: object) -> bool:
+    """A dimension size: a positive int that fits in 64 bits (what torch can allocate)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 def build_inputs(
     model: nn.Module,
     placement: Placement,
@@ -64,7 +69,7 @@ def build_inputs(
     kwargs: Mapping[str, Any] | None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Turn ``input_shape``/``batch_size`` or ``inputs``/``kwargs`` into forward arguments."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not _size(batch_size):
         raise InputSpecError(f"batch_size must be a positive int, got {batch_size!r}.")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise InputSpecError(f"kwargs= must be a dict of keyword arguments, got {kwargs!r}.")
@@ -74,7 +79,7 @@ def build_inputs(
         )
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, list | tuple) else (input_shape,)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        if not all(_size(s) for s in shape):
             raise InputSpecError(
                 f"input_shape must be positive ints without the batch dimension, e.g. "
                 f"(1, 28, 28); got {input_shape!r}."

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import MetricError
+from ..errors import HookstatsError, MetricError, PointSelectionError
 from ..points import ROOT_NAME, PointSpec, compile_selection, select_points
 from .context import MetricContext, MetricUndefined
 from .params import ParamStore
@@ -115,7 +115,15 @@ def _check_not_metric_names(model: nn.Module, points: PointSpec) -> None:
 def _hook_points(model: nn.Module, points: PointSpec) -> list[tuple[str, nn.Module]]:
     """``(model)`` first, then the selected hook points except the root (which it already is)."""
     _check_not_metric_names(model, points)
-    selected = select_points(model, points)
+    try:
+        selected = select_points(model, points)
+    except HookstatsError:
+        raise
+    except Exception as exc:  # a points= predicate that raises
+        raise PointSelectionError(
+            f"the points= predicate {points!r} raised {type(exc).__name__}: {exc}. A predicate "
+            "is called as f(name, module) -> bool."
+        ) from exc
     return [(ROOT_NAME, model)] + [(p.name, p.module) for p in selected if p.module is not model]
 
 

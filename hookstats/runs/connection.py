@@ -88,10 +88,12 @@ class StoreConnection:
         quick_check: bool = False,
     ) -> None:
         self.path = check_store_path(path)
-        if journal not in ("auto", "wal", "delete"):
+        if not isinstance(journal, str) or journal not in ("auto", "wal", "delete"):
             raise StoreError(f"journal must be 'auto', 'wal' or 'delete', got {journal!r}.")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
             raise StoreError(f"timeout must be a number of seconds >= 0, got {timeout!r}.")
+        if not isinstance(quick_check, bool):
+            raise StoreError(f"quick_check must be True or False, got {quick_check!r}.")
         self.read_only = self._check_file(read_only)
         self.immutable = False
         self.journal_mode = "memory" if self.path == MEMORY else "wal"
