@@ -28,6 +28,7 @@ def main() -> None:
     rows, cols = (int(a) for a in sys.argv[1:3]) if len(sys.argv) > 2 else (50_000, 8192)
     import hookstats as hs
 
+    torch.manual_seed(0)
     layer = nn.Linear(cols, rows, bias=False)
     with torch.no_grad():
         layer.weight.normal_(0, 0.02)

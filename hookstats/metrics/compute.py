@@ -120,6 +120,8 @@ def _hook_points(model: nn.Module, points: PointSpec) -> list[tuple[str, nn.Modu
     except HookstatsError:
         raise
     except Exception as exc:  # a points= predicate that raises
+        if not callable(points) or isinstance(points, type):
+            raise
         raise PointSelectionError(
             f"the points= predicate {points!r} raised {type(exc).__name__}: {exc}. A predicate "
             "is called as f(name, module) -> bool."
