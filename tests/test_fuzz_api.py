@@ -10,6 +10,7 @@ or torch. ``RAW`` collects the calls that broke the rule; the test asserts there
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -88,6 +89,17 @@ def _store() -> MetricStore:
     return MetricStore(":memory:")
 
 
+def _open_and_close(**kwargs: Any) -> None:
+    """``MetricStore(**kwargs)`` inside the fuzz folder: a fuzzed relative path creates its
+    file there, not in the working tree."""
+    here = os.getcwd()
+    os.chdir(FOLDER)
+    try:
+        MetricStore(**kwargs).close()
+    finally:
+        os.chdir(here)
+
+
 def _build() -> nn.Module:
     return MLP((8, 16, 4))
 
@@ -127,7 +139,7 @@ CALLS: list[tuple[str, Callable[..., Any], Callable[[], dict[str, Any]]]] = [
     ("hardware_spec", hs.hardware_spec, lambda: {"name": "a100"}),
     (
         "MetricStore",
-        lambda **kw: MetricStore(**kw).close(),
+        _open_and_close,
         lambda: {
             "path": str(FOLDER / "fuzz.sqlite"),
             "read_only": False,
