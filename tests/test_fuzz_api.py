@@ -90,14 +90,7 @@ def _store() -> MetricStore:
 
 
 def _open_and_close(**kwargs: Any) -> None:
-    """``MetricStore(**kwargs)`` inside the fuzz folder: a fuzzed relative path creates its
-    file there, not in the working tree."""
-    here = os.getcwd()
-    os.chdir(FOLDER)
-    try:
-        MetricStore(**kwargs).close()
-    finally:
-        os.chdir(here)
+    MetricStore(**kwargs).close()
 
 
 def _build() -> nn.Module:
@@ -254,6 +247,8 @@ def test_bad_values_get_clear_errors(name, data):
     kwargs = valid()
     argument = data.draw(st.sampled_from(sorted(kwargs)), label="argument")
     kwargs[argument] = data.draw(ODD, label="value")
+    here = os.getcwd()
+    os.chdir(FOLDER)  # a fuzzed relative path ("x") makes its file there, not in the tree
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -265,3 +260,5 @@ def test_bad_values_get_clear_errors(name, data):
                     f"{name}({argument}={kwargs[argument]!r}) raised a raw "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
+        finally:
+            os.chdir(here)
