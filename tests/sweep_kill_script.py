@@ -23,9 +23,11 @@ def main() -> None:
     store, run, pattern, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     load = jobs_module.load_checkpoint
 
-    def slow_load(path):  # the delay makes the kill land between checkpoints or inside one
+    def slow_load(
+        path, **options
+    ):  # the delay makes the kill land between checkpoints or inside one
         time.sleep(delay)
-        return load(path)
+        return load(path, **options)
 
     jobs_module.load_checkpoint = slow_load
     sweep(pattern, build_mlp, store, run, metrics=METRICS, progress=False)

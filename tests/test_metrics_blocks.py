@@ -41,3 +41,29 @@ def test_non_finite_input_gives_non_finite_sums():
     a = np.ones((6, 4), np.float32)
     a[2, 1] = np.nan
     assert math.isnan(blocks.matrix_sums(a, with_gram=False).total)
+
+
+def test_a_wide_gram_is_streamed_without_a_second_gram_in_memory():
+    """Each block's product goes into the Gram's lower triangle a panel at a time: the peak is
+    the Gram plus one r x 512 panel, not two Grams (the old ``G += BᵀB``)."""
+    import tracemalloc
+
+    from hookstats.metrics import blocks
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3000, 2048)).astype(np.float32)
+    blocks.matrix_sums(a[:1024], with_gram=False)  # the thread's block buffer exists already
+    tracemalloc.start()
+    try:
+        gram = blocks.matrix_sums(a, with_gram=True).gram
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    gram_bytes = 2048 * 2048 * 8  # 32 MiB
+    assert peak < 1.5 * gram_bytes, f"peak {peak / 2**20:.0f} MiB for a 32 MiB Gram"
+    exact = a.astype(np.float64).T @ a.astype(np.float64)
+    lower = np.tril_indices(2048)
+    np.testing.assert_allclose(gram[lower], exact[lower], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(gram), np.linalg.eigvalsh(exact), rtol=1e-10, atol=1e-8
+    )

@@ -19,8 +19,7 @@ def test_parallel_map_keeps_order_and_values():
 
 
 def test_parallel_map_raises_the_jobs_error_and_restores_blas_threads():
-    found = par._openblas()
-    before = found[1]() if found else None
+    before = par.blas_threads()
 
     def job(x: int) -> int:
         if x == 3:
@@ -29,30 +28,34 @@ def test_parallel_map_raises_the_jobs_error_and_restores_blas_threads():
 
     with pytest.raises(ValueError, match="bad matrix 3"):
         list(par.parallel_map(job, range(8), workers=2))
-    if found:
-        assert found[1]() == before  # the process-wide BLAS thread count is back
+    assert par.blas_threads() == before  # the process-wide BLAS thread count is back
 
 
 def test_blas_runs_single_threaded_inside_the_pool_only():
-    found = par._openblas()
-    if found is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS with a thread-count setter")
-    before = found[1]()
-    inside = list(par.parallel_map(lambda _: found[1](), range(4), workers=2))
-    assert inside == [1] * 4 and found[1]() == before
+    if par.blas_threads() is None:
+        pytest.skip("numpy's BLAS thread count cannot be controlled (no threadpoolctl)")
+    before = par.blas_threads()
+    inside = list(par.parallel_map(lambda _: par.blas_threads(), range(4), workers=2))
+    assert inside == [1] * 4 and par.blas_threads() == before
 
 
 def test_worker_count_follows_the_blas_and_torch_thread_budget(monkeypatch):
+    monkeypatch.delenv(par.THREADS_ENV, raising=False)
     monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    monkeypatch.setattr(par, "_openblas", lambda: (lambda n: n, lambda: 3))
+    monkeypatch.setattr(par, "blas_threads", lambda: 3)
     monkeypatch.setattr(par.torch, "get_num_threads", lambda: 8)
     assert par.worker_count() == 3
     monkeypatch.setattr(par.torch, "get_num_threads", lambda: 2)
     assert par.worker_count() == 2
-    monkeypatch.setattr(par, "_openblas", lambda: (lambda n: n, lambda: 1))
+    monkeypatch.setattr(par, "blas_threads", lambda: 1)
     assert par.worker_count() == 1
-    monkeypatch.setattr(par, "_openblas", lambda: None)  # no control over BLAS: never parallel
+    monkeypatch.setattr(par, "blas_threads", lambda: None)  # no control over BLAS: serial
     assert par.worker_count() == 1
+    monkeypatch.setenv(par.THREADS_ENV, "3")  # the documented override wins
+    assert par.worker_count() == 3
+    monkeypatch.setenv(par.THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match="HOOKSTATS_THREADS must be a whole number"):
+        par.worker_count()
 
 
 def test_parallel_and_serial_compute_metrics_agree(monkeypatch):
@@ -69,27 +72,37 @@ def test_parallel_and_serial_compute_metrics_agree(monkeypatch):
     )
 
 
-def test_set_blas_threads_sets_the_process_count_and_returns_the_previous():
-    found = par._openblas()
-    if found is None:
+def test_set_blas_threads_sets_the_process_count_and_returns_the_previous(monkeypatch):
+    monkeypatch.delenv(par.THREADS_ENV, raising=False)
+    before = par.blas_threads()
+    if before is None:
         assert par.set_blas_threads(1) is None
         return
-    before = found[1]()
     try:
         assert par.set_blas_threads(1) == before
-        assert found[1]() == 1 and par.worker_count() == 1  # a budget of one: serial
+        assert par.blas_threads() == 1 and par.worker_count() == 1  # a budget of one: serial
     finally:
         par.set_blas_threads(before)
-    assert found[1]() == before
+    assert par.blas_threads() == before
+
+
+def test_blas_is_reached_through_threadpoolctl_whatever_the_symbol_prefix():
+    """numpy's wheels ship scipy-openblas, whose symbols carry a ``scipy_`` prefix; the old
+    ctypes lookup of the unprefixed ``openblas_set_num_threads_local`` relied on a symbol that
+    such builds need not export. threadpoolctl finds the library by its API instead."""
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl is a dependency")
+    info = threadpoolctl.threadpool_info()
+    blas = [lib for lib in info if lib["user_api"] == "blas"]
+    assert blas, "numpy's BLAS is loaded"
+    assert par.blas_threads() == max(lib["num_threads"] for lib in blas)
 
 
 def test_concurrent_pools_restore_the_blas_count_once_all_are_done():
     import threading
 
-    found = par._openblas()
-    if found is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS with a thread-count setter")
-    before = found[1]()
+    if par.blas_threads() is None:
+        pytest.skip("numpy's BLAS thread count cannot be controlled (no threadpoolctl)")
+    before = par.blas_threads()
     inside = {name: threading.Event() for name in "ab"}
     release = {name: threading.Event() for name in "ab"}
 
@@ -110,12 +123,12 @@ def test_concurrent_pools_restore_the_blas_count_once_all_are_done():
         assert inside["b"].wait(10)
         release["a"].set()
         callers["a"].join(10)
-        during = found[1]()  # b still runs: a must not have restored yet
+        during = par.blas_threads()  # b still runs: a must not have restored yet
     finally:
         for event in release.values():
             event.set()
         for caller in callers.values():
             caller.join(10)
-    after = found[1]()
+    after = par.blas_threads()
     par.set_blas_threads(before)  # leave the process as it was, whatever happened
     assert (during, after) == (1, before)

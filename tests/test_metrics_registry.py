@@ -135,7 +135,9 @@ def test_failing_plugin_gives_nan_and_recorded_error(registered):
     rows = {(r.hook_point, r.metric): (r.value, r.note) for r in df.itertuples()}
     assert math.isnan(rows[("(model)", "boom")][0])
     assert rows[("(model)", "boom")][1] == "error: ZeroDivisionError: plugin bug"
-    assert rows[("(model)", "not_a_number")][1] == "error: metric returned str, expected a float"
+    assert rows[("(model)", "not_a_number")][1] == (
+        "error: metric returned 'x', expected a real number (a float)"
+    )
     assert rows[("(model)", "only_big")] == (1.0, "")
     assert rows[("layers.0", "only_big")][1] == "needs two matrices"
     assert not math.isnan(rows[("layers.0", "l2")][0])  # the other metrics still ran

@@ -159,10 +159,10 @@ def test_readers_see_committed_data_while_a_write_is_open(store):
 def test_schema_version_newer_is_refused(tmp_path):
     MetricStore(tmp_path / "m.sqlite").close()
     conn = sqlite3.connect(tmp_path / "m.sqlite")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 99, newer than the 1 .*pip install -U"):
+    with pytest.raises(StoreError, match=r"schema version 99, newer than the 2 .*pip install -U"):
         MetricStore(tmp_path / "m.sqlite")
 
 

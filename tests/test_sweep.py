@@ -353,15 +353,14 @@ def blas_threads_metric():
     """A plugin reporting the OpenBLAS thread count of the process that computes it."""
     from hookstats.metrics import parallel, register_metric, unregister_metric
 
-    found = parallel._openblas()
-    if found is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads can be read")
+    if parallel.blas_threads() is None:
+        pytest.skip("numpy's BLAS thread count cannot be read (no threadpoolctl)")
 
     @register_metric("blas_threads_seen", needs=())
     def blas_threads_seen(ctx) -> float:
-        return float(found[1]())
+        return float(parallel.blas_threads())
 
-    yield found[1]()
+    yield parallel.blas_threads()
     unregister_metric("blas_threads_seen")
 
 

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..units import format_number
-from .specs import CLIError, build_from_spec, parse_shape
+from .specs import CLIError, build_from_spec, load_factory, parse_device, parse_shape
 
 __all__ = ["cmd_metrics", "cmd_plot", "cmd_profile", "cmd_show", "cmd_sweep"]
 
@@ -47,10 +47,10 @@ def _metrics(text: str | None) -> list[str] | None:
 
 def _profile_args(args: argparse.Namespace, model: Any = None) -> dict[str, Any]:
     shape = _input_shape(args)
-    options = {
+    options: dict[str, Any] = {
         "input_shape": shape[1:],
         "batch_size": args.batch_size or shape[0],
-        "device": args.device,
+        "device": parse_device(args.device),
         "points": _points(args.points),
     }
     if getattr(args, "input_dtype", "float") != "float":  # token ids for language models
@@ -69,6 +69,22 @@ def _build_for(args: argparse.Namespace) -> Any:
 
     with torch.device("meta"):
         return build_from_spec(args.model)
+
+
+def _safe_globals(args: argparse.Namespace) -> list[Any] | None:
+    """``--safe-globals module:Name`` (repeatable) as the objects themselves."""
+    specs = getattr(args, "safe_globals", None) or []
+    return [load_factory(spec.replace(".py.", ".py:", 1)) for spec in specs] or None
+
+
+def _store_file(path: str) -> Path:
+    """The store a reading command names: it must be an existing file."""
+    file = Path(path)
+    if file.is_dir():
+        raise CLIError(f"'{path}' is a folder, not a store: name the .sqlite file inside it.")
+    if not file.is_file():
+        raise CLIError(f"store '{path}' not found. Check the path.")
+    return file
 
 
 def _input_shape(args: argparse.Namespace) -> tuple[int, ...]:
@@ -100,7 +116,10 @@ def _table(frame: pd.DataFrame, title: str, max_rows: int) -> Table:
 
 
 def _wide(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
-    """Tidy rows -> one row per ``index`` value, one column per metric, in computed order."""
+    """Tidy rows -> one row per ``index`` value, one column per metric, in computed order.
+    Two checkpoints with one step are told apart by their ``checkpoint`` column."""
+    if "step" in index and frame.duplicated([*index, "metric"]).any():
+        index = [index[0], "checkpoint", *index[1:]]
     wide = frame.pivot(index=index, columns="metric", values="value")
     order = frame[index].drop_duplicates()
     wide = wide.reindex(pd.MultiIndex.from_frame(order) if len(index) > 1 else order[index[0]])
@@ -130,10 +149,10 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _load_weights(model: Any, checkpoint: str) -> None:
+def _load_weights(model: Any, checkpoint: str, safe_globals: list[Any] | None) -> None:
     from ..runs import load_checkpoint, load_into
 
-    load_into(model, load_checkpoint(checkpoint))
+    load_into(model, load_checkpoint(checkpoint, safe_globals=safe_globals))
 
 
 def cmd_metrics(args: argparse.Namespace, console: Console) -> int:
@@ -141,7 +160,7 @@ def cmd_metrics(args: argparse.Namespace, console: Console) -> int:
 
     model = build_from_spec(args.model)
     if args.checkpoint:
-        _load_weights(model, args.checkpoint)
+        _load_weights(model, args.checkpoint, _safe_globals(args))
     frame = compute_metrics(
         model,
         _points(args.points),
@@ -170,9 +189,13 @@ def _executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int |
             finally:
                 executor.shutdown(wait=True)
     elif args.workers > 0:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(args.workers) as pool:
+        # never fork: the progress bar's refresh thread may hold a lock at fork time
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
             yield pool, 2 * args.workers
     else:
         yield None, None
@@ -198,6 +221,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
             precision=args.precision,
             progress=not args.no_progress,
             console=Console(stderr=True),
+            safe_globals=_safe_globals(args),
         )
     for checkpoint, error in summary.failures:
         console.print(f"[red]failed[/] {checkpoint}: {error}", highlight=False)
@@ -207,9 +231,10 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from ..runs import MetricStore
 
-    if not Path(args.store).is_file():
-        raise CLIError(f"store '{args.store}' not found. Check the path.")
-    with MetricStore(args.store, read_only=True) as store:
+    if args.point is not None and args.run is None:
+        raise CLIError("--point selects hook points of a run: give --run too.")
+    point = args.point or "(model)"
+    with MetricStore(_store_file(args.store), read_only=True, quick_check=True) as store:
         if args.csv or args.parquet:
             filters = {"run": args.run, "metric": _metrics(args.metric)}
             if args.csv:
@@ -232,13 +257,17 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         else:
             from .tables import metrics_tree_table
 
-            frame = store.to_frame(
-                run=args.run, metric=_metrics(args.metric), hook_point=args.point
-            )
+            frame = store.to_frame(run=args.run, metric=_metrics(args.metric), hook_point=point)
+            if frame.empty and not store.to_frame(run=args.run).empty:
+                known = store.to_frame(run=args.run)["hook_point"].unique().tolist()
+                raise CLIError(
+                    f"--point {point!r} matches no hook point of run {args.run!r}. Its "
+                    f"hook points: {', '.join(known[:12])}{' …' if len(known) > 12 else ''}."
+                )
             console.print(
                 metrics_tree_table(
                     _wide(frame, ["step", "hook_point"]),
-                    title=f"run {args.run!r}, hook points {args.point}",
+                    title=f"run {args.run!r}, hook points {point}",
                     depth=args.depth,
                     collapse=not args.no_collapse,
                     max_rows=args.max_rows,
@@ -253,9 +282,7 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     if args.kind == "history":
         from ..runs import MetricStore
 
-        if not Path(args.source).is_file():
-            raise CLIError(f"store '{args.source}' not found. Check the path.")
-        with MetricStore(args.source, read_only=True) as store:
+        with MetricStore(_store_file(args.source), read_only=True) as store:
             frame = store.to_frame(run=args.run, metric=_metrics(args.metric))
         path = plots.plot_metric_history(frame, args.output, points=_points(args.points))
     elif args.kind == "costs":
@@ -267,7 +294,11 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
         shape = _input_shape(args)
         sizes = [int(b) for b in parse_shape(args.batch_sizes)]
         path = plots.plot_memory_vs_batch(
-            build_from_spec(args.source), shape[1:], args.output, sizes, device=args.device
+            build_from_spec(args.source),
+            shape[1:],
+            args.output,
+            sizes,
+            device=parse_device(args.device),
         )
     console.print(f"wrote {path}")
     return 0

@@ -4,8 +4,9 @@ plot.
 A model is named as ``package.module:factory`` or ``path/to/file.py:factory`` (a function or
 class that builds the ``nn.Module``). Shapes are comma-separated: ``--input-shape 1,3,224,224``
 is the whole input tensor, batch dimension first; ``--batch-size`` replaces that first number.
-A user error is one line ``hookstats: error: ...`` on stderr and exit code 2; a sweep with
-failed checkpoints exits with 1.
+Every error is one line ``hookstats: error: ...`` on stderr and exit code 2 (set
+``HOOKSTATS_TRACEBACK=1`` to see the traceback of an unexpected one); a sweep with failed
+checkpoints exits with 1.
 """
 # This module owns main() and the argument parser (sub-commands, options, help and examples);
 # the docstring above is also the parser's description. The sub-commands run in
@@ -15,14 +16,16 @@ failed checkpoints exits with 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
 from ..errors import HookstatsError
 from .commands import cmd_metrics, cmd_plot, cmd_profile, cmd_show, cmd_sweep
+from .specs import count_option, positive_int
 from .tables import TOKEN_DTYPES, parse_depth
 
 __all__ = ["build_parser", "main"]
@@ -38,7 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ... # doctest: +SKIP
         0
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        return _fail(str(exc))
     console = Console()
     commands = {
         "profile": cmd_profile,
@@ -56,9 +62,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     except (HookstatsError, OSError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"hookstats: error: {message}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail(str(exc))
+    except Exception as exc:  # a bug, or an error of the user's own model code
+        if os.environ.get("HOOKSTATS_TRACEBACK"):
+            raise
+        return _fail(
+            f"unexpected {type(exc).__name__}: {exc} (set HOOKSTATS_TRACEBACK=1 to see where)"
+        )
+
+
+def _fail(message: str) -> int:
+    """Print one line ``hookstats: error: ...`` on stderr; the usage-error exit code."""
+    print(f"hookstats: error: {' '.join(message.split())}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+class _UsageError(Exception):
+    """An argument argparse refused; :func:`main` prints it as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors raised (one line from :func:`main`) instead of printing the
+    usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 _EXAMPLES = {
@@ -99,13 +127,14 @@ _HELP = {
 
 
 def _subparser(commands: Any, name: str) -> argparse.ArgumentParser:
-    return commands.add_parser(
+    parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=_HELP[name],
         description=_HELP[name],
         epilog=_EXAMPLES[name],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser
 
 
 def _add_shape(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -116,7 +145,10 @@ def _add_shape(parser: argparse.ArgumentParser, required: bool = True) -> None:
         help="input tensor shape, batch first, e.g. 1,3,224,224",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="replace the first number of --input-shape"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="replace the first number of --input-shape",
     )
     parser.add_argument("--device", default=None, help="cpu (default), meta or cuda")
 
@@ -140,6 +172,12 @@ def _add_metric_options(parser: argparse.ArgumentParser) -> None:
         help="category-2 metrics: a factory "
         "(pkg.module:make_task or file.py:make_task) returning the task",
     )
+    parser.add_argument(
+        "--safe-globals",
+        action="append",
+        metavar="MODULE:NAME",
+        help="a class or function you trust that checkpoints' pickles need (repeatable)",
+    )
 
 
 def _add_tree_options(parser: argparse.ArgumentParser) -> None:
@@ -159,12 +197,14 @@ def _add_tree_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of :func:`main` (one sub-command per task, each with examples)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hookstats",
         description=__doc__.split("\n\n")[1].replace("\n", " ").replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     prof = _subparser(commands, "profile")
     prof.add_argument("model", help="package.module:factory or path/file.py:factory")
     _add_shape(prof)
@@ -180,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prof.add_argument(
         "--vocab",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="token ids are drawn from 0..N-1 (default: the smallest nn.Embedding of the model)",
     )
@@ -193,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("checkpoints", nargs="+", help="files, folders or quoted globs")
     sw.add_argument("--store", required=True, help="the SQLite store (created if missing)")
     sw.add_argument("--run", required=True, help="the run's name")
-    sw.add_argument("--workers", type=int, default=0, help="local processes (0: this one)")
+    sw.add_argument("--workers", type=count_option, default=0, help="local processes (0: this one)")
     sw.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler, e.g. tcp://host:8786")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     for sub in (met, sw):
@@ -202,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("store", help="the SQLite store")
     show.add_argument("--run", help="show this run's metrics per step")
     show.add_argument("--metric", help="comma-separated metric names")
-    show.add_argument("--point", default="(model)", help="hook point (glob) for --run")
+    show.add_argument("--point", help="hook point (glob) for --run (default: (model))")
     show.add_argument("--failures", action="store_true", help="list failed checkpoints")
     show.add_argument("--csv", help="export the tidy records (with --run/--metric filters)")
     show.add_argument("--parquet", help="export as Parquet (pip install hookstats[parquet])")
@@ -216,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--metric", help="history: comma-separated metric names")
     plot.add_argument("--batch-sizes", default="1,8,16,32,64", help="memory: batch sizes")
     for sub in (prof, met, show):
-        sub.add_argument("--max-rows", type=int, default=60, help="rows shown (default 60)")
+        sub.add_argument(
+            "--max-rows", type=positive_int, default=60, help="rows shown (default 60)"
+        )
     for sub in (prof, show):
         _add_tree_options(sub)
     return parser

@@ -10,6 +10,7 @@ May import: the standard library and :mod:`hookstats.errors`.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib
 import importlib.util
@@ -20,7 +21,15 @@ from typing import Any, cast
 
 from ..errors import HookstatsError
 
-__all__ = ["CLIError", "build_from_spec", "load_factory", "parse_shape"]
+__all__ = [
+    "CLIError",
+    "build_from_spec",
+    "count_option",
+    "load_factory",
+    "parse_device",
+    "parse_shape",
+    "positive_int",
+]
 
 
 class CLIError(HookstatsError, ValueError):
@@ -44,6 +53,64 @@ def parse_shape(text: str) -> tuple[int, ...]:
             "e.g. 1,3,224,224."
         )
     return shape
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type=``: a whole number >= 1 (``--batch-size``, ``--max-rows``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def count_option(text: str) -> int:
+    """An argparse ``type=``: a whole number >= 0 (``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def parse_device(text: str | None) -> str | None:
+    """``--device``: a device this torch can use (``cpu``, ``meta``, ``cuda[:n]``, ``mps``).
+
+    Raises:
+        CLIError: not a device name, or a device this machine's torch cannot reach.
+
+    Example:
+        >>> parse_device("meta"), parse_device(None)
+        ('meta', None)
+    """
+    if text is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise CLIError(
+            f"--device {text!r} is not a device: use cpu, meta, cuda, cuda:1 or mps."
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+        raise CLIError(
+            f"--device {text}: this torch ({torch.__version__}) has {build}. Use --device cpu "
+            "or --device meta, or install a CUDA build of torch."
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise CLIError(
+            f"--device {text}: there are {torch.cuda.device_count()} GPUs (cuda:0 ... "
+            f"cuda:{torch.cuda.device_count() - 1})."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {text}: MPS is not available on this machine.")
+    return text
 
 
 def _import_file(path: Path) -> Any:

@@ -75,6 +75,11 @@ def canonical_precision(name: str | torch.dtype) -> str:
     Raises:
         InputSpecError: an unknown precision; the message lists the known ones.
     """
+    if not isinstance(name, str | torch.dtype):
+        raise InputSpecError(
+            f"a precision is a name such as 'bf16' or a torch dtype, got {type(name).__name__} "
+            f"{name!r}."
+        )
     key = str(name).replace("torch.", "").lower()
     key = _ALIASES.get(key, key)
     if key not in PRECISION_BITS:
@@ -155,6 +160,13 @@ def measure_cpu(copy_mib: int = 64, matmul_size: int = 512, repeats: int = 5) ->
         >>> measure_cpu(copy_mib=1, matmul_size=32, repeats=1).memory_bandwidth_gbps > 0
         True
     """
+    for label, value in (
+        ("copy_mib", copy_mib),
+        ("matmul_size", matmul_size),
+        ("repeats", repeats),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputSpecError(f"measure_cpu({label}=...) must be an int >= 1, got {value!r}.")
     elements = copy_mib * 2**20 // 4
     source, target = torch.ones(elements), torch.empty(elements)
     copy_s = _best_seconds(lambda: target.copy_(source), repeats)
@@ -178,7 +190,12 @@ def hardware_spec(name: str | HardwareSpec) -> HardwareSpec:
     """
     if isinstance(name, HardwareSpec):
         return name
-    key = str(name).strip().lower()
+    if not isinstance(name, str):
+        raise InputSpecError(
+            f"hardware must be a preset name ({', '.join([*HARDWARE_PRESETS, 'cpu'])}) or a "
+            f"HardwareSpec, got {type(name).__name__} {name!r}."
+        )
+    key = name.strip().lower()
     key = _HARDWARE_ALIASES.get(key, key)
     if key == "cpu":
         return measure_cpu()

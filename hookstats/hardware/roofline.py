@@ -288,6 +288,16 @@ def _total_row(
     return {str(k): v.item() if isinstance(v, np.generic) else v for k, v in derived.items()}
 
 
+def _positive(value: object, name: str, unit: str) -> float:
+    """``value`` as a float when it is a finite real number > 0, else an InputSpecError naming
+    the argument."""
+    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+    number = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if not (math.isfinite(number) and number > 0):
+        raise InputSpecError(f"{name} must be positive ({unit}, a finite number), got {value!r}.")
+    return number
+
+
 def _resolve_roofs(
     hardware: str | HardwareSpec | None,
     memory_bandwidth_gbps: float | None,
@@ -300,20 +310,22 @@ def _resolve_roofs(
         if memory_bandwidth_gbps is not None
         else (spec.memory_bandwidth_gbps if spec is not None else None)
     )
-    if bandwidth is None or not bandwidth > 0:
+    if bandwidth is None:
         raise InputSpecError(
-            f"memory_bandwidth_gbps must be a positive number of GB/s, got {bandwidth!r}; "
-            "pass it, or hardware='a100' / 'h100' / 'rtx4090' / 'cpu'."
+            "memory_bandwidth_gbps must be a positive number of GB/s, got None; pass it, or "
+            "hardware='a100' / 'h100' / 'rtx4090' / 'cpu'."
         )
+    bandwidth = _positive(bandwidth, "memory_bandwidth_gbps", "GB/s")
     if isinstance(peak_tflops, Mapping):
-        peak = {canonical_precision(k): v for k, v in peak_tflops.items()}.get(precision)
+        peaks = {canonical_precision(k): v for k, v in peak_tflops.items()}
+        peak = peaks.get(precision)
+        if peak is not None:
+            peak = _positive(peak, f"peak_tflops[{precision!r}]", "TFLOPS")
     elif peak_tflops is not None:
-        peak = float(peak_tflops)
+        peak = _positive(peak_tflops, "peak_tflops", "TFLOPS")
     else:
         peak = spec.peak(precision) if spec is not None else None
-    if peak is not None and not peak > 0:
-        raise InputSpecError(f"peak_tflops must be positive, got {peak!r}.")
-    return float(bandwidth), peak, spec.name if spec is not None else None
+    return bandwidth, peak, spec.name if spec is not None else None
 
 
 def summarize_hardware(
@@ -361,13 +373,21 @@ def summarize_hardware(
         240
     """
     frame, own_precision, own_latency = _as_frame(df)
-    source = canonical_precision(source_precision or own_precision or "fp32")
-    target = canonical_precision(precision or source)
+    source = canonical_precision(
+        next((p for p in (source_precision, own_precision) if p is not None), "fp32")
+    )
+    target = canonical_precision(precision if precision is not None else source)
     bandwidth, peak, hardware_name = _resolve_roofs(
         hardware, memory_bandwidth_gbps, peak_tflops, target
     )
-    if latency_ms is not None and not latency_ms > 0:
-        raise InputSpecError(f"latency_ms must be positive (milliseconds), got {latency_ms!r}.")
+    if latency_ms is not None:
+        latency_ms = _positive(latency_ms, "latency_ms", "milliseconds")
+    if input_bytes is not None and (
+        isinstance(input_bytes, bool) or not isinstance(input_bytes, int | np.integer)
+    ):
+        raise InputSpecError(f"input_bytes must be a whole number of bytes, got {input_bytes!r}.")
+    if input_bytes is not None and input_bytes < 0:
+        raise InputSpecError(f"input_bytes must be >= 0 (bytes), got {input_bytes!r}.")
     scale = PRECISION_BITS[target] / PRECISION_BITS[source]
     rows = _layer_rows(frame, input_bytes, scale)
     measured = target == source

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from ..errors import InputSpecError
 from .presets import PRECISION_BITS, HardwareSpec
 from .roofline import HardwareSource, summarize_hardware
 
@@ -24,7 +25,7 @@ def precision_tradeoffs(
     peak_tflops: float | Mapping[str, float] | None = None,
     *,
     hardware: str | HardwareSpec | None = None,
-    precisions: Sequence[str] = ("fp32", "bf16", "int8", "int4"),
+    precisions: str | Sequence[str] = ("fp32", "bf16", "int8", "int4"),
     source_precision: str | None = None,
     input_bytes: int | None = None,
 ) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def precision_tradeoffs(
     assumed); ``speedup`` is the source roofline time over this one -- NaN when the device
     has a peak for one of the two precisions only (the rooflines are not comparable).
     Arguments are :func:`~hookstats.hardware.roofline.summarize_hardware`'s, and ``precisions``
-    the precisions to compare.
+    the precisions to compare (a list, or one name).
 
     Returns:
         One row per precision: ``precision, bits`` then the total columns of
@@ -49,6 +50,13 @@ def precision_tradeoffs(
         >>> precision_tradeoffs(seed, 0.001, 100, input_bytes=32)["bytes_moved"].tolist()
         [120, 60, 30, 15]
     """
+    if isinstance(precisions, str):
+        precisions = [precisions]  # one precision, not its letters
+    if not isinstance(precisions, Sequence) or not precisions:
+        raise InputSpecError(
+            f"precisions must be a precision name or a non-empty list of them (e.g. ['fp32', "
+            f"'bf16', 'int8']), got {precisions!r}."
+        )
     rows = []
     for name in precisions:
         summary = summarize_hardware(

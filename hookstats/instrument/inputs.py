@@ -1,6 +1,10 @@
 """Forward arguments for a profile: a dummy input made from ``input_shape=``/``batch_size=``, or
 the given ``inputs=``/``kwargs=``, moved and cast by the :class:`~.placement.Placement`.
 
+The dummy input is drawn from a private ``torch.Generator`` seeded with :data:`DUMMY_SEED`:
+torch's global random state (yours) is never advanced, so a seeded run gives the same numbers
+with or without a profile, and two profiles see the same input. On meta it has no values.
+
 May import: torch, :mod:`hookstats.errors`, :mod:`hookstats.instrument.placement` and
 :mod:`hookstats.instrument.model_state`.
 
@@ -27,7 +31,32 @@ from ..errors import InputSpecError
 from .model_state import model_float_dtype
 from .placement import Placement
 
-__all__ = ["build_inputs"]
+__all__ = ["DUMMY_SEED", "build_inputs", "dummy_input"]
+
+DUMMY_SEED = 0
+
+
+def dummy_input(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A standard-normal tensor from a private generator (the global RNG is untouched).
+
+    Example:
+        >>> a = dummy_input((2,), torch.float32, torch.device("cpu"))
+        >>> torch.equal(a, dummy_input((2,), torch.float32, torch.device("cpu")))
+        True
+    """
+    if device.type == "meta":
+        return torch.empty(shape, dtype=dtype, device=device)
+    try:
+        generator = torch.Generator(device=device).manual_seed(DUMMY_SEED)
+    except RuntimeError:  # a device without its own generators: draw on the CPU, then move
+        generator = torch.Generator().manual_seed(DUMMY_SEED)
+        return torch.randn(shape, dtype=dtype, generator=generator).to(device)
+    return torch.randn(shape, dtype=dtype, device=device, generator=generator)
+
+
+def _size(value: object) -> bool:
+    """A dimension size: a positive int that fits in 64 bits (what torch can allocate)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def build_inputs(
@@ -40,7 +69,7 @@ def build_inputs(
     kwargs: Mapping[str, Any] | None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Turn ``input_shape``/``batch_size`` or ``inputs``/``kwargs`` into forward arguments."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not _size(batch_size):
         raise InputSpecError(f"batch_size must be a positive int, got {batch_size!r}.")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise InputSpecError(f"kwargs= must be a dict of keyword arguments, got {kwargs!r}.")
@@ -50,14 +79,14 @@ def build_inputs(
         )
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, list | tuple) else (input_shape,)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        if not all(_size(s) for s in shape):
             raise InputSpecError(
                 f"input_shape must be positive ints without the batch dimension, e.g. "
                 f"(1, 28, 28); got {input_shape!r}."
             )
         dtype = placement.dtype or model_float_dtype(model)
         with placement.context():
-            dummy = torch.randn((batch_size, *shape), dtype=dtype, device=placement.device)
+            dummy = dummy_input((batch_size, *shape), dtype, placement.device)
         args: tuple[Any, ...] = (dummy,)
     elif inputs is not None:
         args = inputs if isinstance(inputs, tuple) else (inputs,)

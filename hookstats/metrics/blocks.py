@@ -8,7 +8,11 @@ into a per-thread buffer that is reused, and accumulates from each block:
 * the plain sums (total, sum of squares, sum of absolute values) in float64, and
 * optionally the smaller Gram matrix ``AᵀA`` (tall) or ``AAᵀ`` (wide) as a sum of the blocks'
   Grams -- each a float64 ``syrk``; splitting the inner dimension changes only the order of
-  float64 additions.
+  float64 additions. A Gram wider than ``GRAM_PANEL`` is *streamed*: each block adds its
+  product into the Gram's lower triangle one column panel at a time
+  (``G[j:, j:j+w] += B[:, j:]ᵀ B[:, j:j+w]``), so no second ``r x r`` matrix is ever made (the
+  plain ``G += BᵀB`` makes one per block); only the lower triangle is complete (above the
+  diagonal panels it is zero), and eigen-solvers read the lower one (``eigvalsh``'s default).
 
 :func:`centred_sumsq` is the second pass for variances whose one-pass formula cancels.
 
@@ -32,6 +36,8 @@ __all__ = ["MatrixSums", "centred_sumsq", "float64_blocks", "matrix_sums"]
 
 BLOCK_ELEMENTS = 1 << 21
 """Elements converted to float64 at a time (16 MiB per worker thread)."""
+GRAM_PANEL = 512
+"""Grams wider than this are accumulated in column panels of this width (lower triangle)."""
 _local = threading.local()
 
 
@@ -80,18 +86,35 @@ def matrix_sums(a: np.ndarray, with_gram: bool) -> MatrixSums:
     total = sumsq = abs_total = 0.0
     gram = None
     tall = a.shape[0] >= a.shape[1]
+    r = min(a.shape)
+    streamed = with_gram and r > GRAM_PANEL
+    if streamed:
+        gram = np.zeros((r, r))
+        scratch = np.empty(r * GRAM_PANEL)
     for block in float64_blocks(a):
         flat = block.reshape(-1)
         total += float(flat.sum())
         sumsq += float(flat @ flat)
         abs_total += float(torch.linalg.vector_norm(torch.from_numpy(flat), 1))  # no temporary
-        if with_gram:
+        if streamed:
+            _add_lower_gram(gram, block if tall else block.T, scratch)  # type: ignore[arg-type]
+        elif with_gram:
             part = block.T @ block if tall else block @ block.T  # numpy calls syrk
             gram = part if gram is None else gram.__iadd__(part)
     if with_gram and gram is None:
-        r = min(a.shape)
         gram = np.zeros((r, r))
     return MatrixSums(total, sumsq, abs_total, gram)
+
+
+def _add_lower_gram(gram: np.ndarray, block: np.ndarray, scratch: np.ndarray) -> None:
+    """``gram += blockᵀ block`` on the lower triangle, one column panel at a time, through a
+    reused ``r x GRAM_PANEL`` scratch (about half the work of the full product, like syrk)."""
+    r = gram.shape[0]
+    for start in range(0, r, GRAM_PANEL):
+        stop = min(start + GRAM_PANEL, r)
+        part = scratch[: (r - start) * (stop - start)].reshape(r - start, stop - start)
+        np.matmul(block[:, start:].T, block[:, start:stop], out=part)
+        gram[start:, start:stop] += part
 
 
 def centred_sumsq(a: np.ndarray, mean: float) -> float:

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import MetricError
-from ..points import ROOT_NAME, PointSpec, select_points
+from ..errors import HookstatsError, MetricError, PointSelectionError
+from ..points import ROOT_NAME, PointSpec, compile_selection, select_points
 from .context import MetricContext, MetricUndefined
 from .params import ParamStore
 from .registry import MetricSpec, metric_registry
@@ -38,7 +39,7 @@ from .registry import MetricSpec, metric_registry
 COLUMNS = ["hook_point", "metric", "value", "note"]
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
-__all__ = ["COLUMNS", "MetricNames", "compute_metrics"]
+__all__ = ["COLUMNS", "MetricNames", "check_options", "compute_metrics"]
 
 MetricNames = str | Sequence[str] | None
 """A ``metrics=`` argument: one name, several names, or None (every category-1 metric)."""
@@ -67,6 +68,36 @@ def _check_task(specs: list[MetricSpec], task: Any) -> None:
             )
 
 
+def check_options(
+    points: PointSpec, metrics: MetricNames, task: Any = None, precision: str = "float32"
+) -> list[MetricSpec]:
+    """Check :func:`compute_metrics`' options without a model and return the metric specs:
+    metric names, the form of ``points=`` (a glob, a class, a list of those, a predicate), a
+    category-2 metric's ``task=``, ``precision``. Sweeps and loggers call it before they write
+    anything, so that a typo never leaves a run stored with its settings.
+
+    Raises:
+        MetricError: unknown or malformed metric names, a missing task, a bad precision.
+        PointSelectionError: a malformed ``points=``.
+
+    Example:
+        >>> [s.name for s in check_options("fc*", ["l2"])]
+        ['l2']
+    """
+    if not (metrics is None or isinstance(metrics, str | Iterable)) or isinstance(
+        metrics, bytes | Mapping
+    ):
+        raise MetricError(
+            f"metrics= must be a metric name, a list of names or None (all), got "
+            f"{type(metrics).__name__} {metrics!r}."
+        )
+    _dtype(precision)
+    specs = metric_registry.resolve(metrics)
+    _check_task(specs, task)
+    compile_selection(points)
+    return specs
+
+
 def _check_not_metric_names(model: nn.Module, points: PointSpec) -> None:
     """Metric names given where points go (the 0.1 argument order) get an error saying so."""
     entries = [points] if isinstance(points, str) else points
@@ -84,7 +115,17 @@ def _check_not_metric_names(model: nn.Module, points: PointSpec) -> None:
 def _hook_points(model: nn.Module, points: PointSpec) -> list[tuple[str, nn.Module]]:
     """``(model)`` first, then the selected hook points except the root (which it already is)."""
     _check_not_metric_names(model, points)
-    selected = select_points(model, points)
+    try:
+        selected = select_points(model, points)
+    except HookstatsError:
+        raise
+    except Exception as exc:  # a points= predicate that raises
+        if not callable(points) or isinstance(points, type):
+            raise
+        raise PointSelectionError(
+            f"the points= predicate {points!r} raised {type(exc).__name__}: {exc}. A predicate "
+            "is called as f(name, module) -> bool."
+        ) from exc
     return [(ROOT_NAME, model)] + [(p.name, p.module) for p in selected if p.module is not model]
 
 
@@ -131,11 +172,25 @@ def _evaluate(spec: MetricSpec, ctx: MetricContext) -> tuple[float, str]:
         return math.nan, str(exc)
     except Exception as exc:  # a broken plugin must not fail the run
         return math.nan, f"error: {type(exc).__name__}: {exc}"
-    try:
-        value = float(result)
-    except (TypeError, ValueError):
-        return math.nan, f"error: metric returned {type(result).__name__}, expected a float"
+    value = _as_number(result)
+    if value is None:
+        shown = repr(result) if len(repr(result)) <= 40 else type(result).__name__
+        return math.nan, f"error: metric returned {shown}, expected a real number (a float)"
     return value, ("" if value == value else "metric returned NaN")
+
+
+def _as_number(result: object) -> float | None:
+    """A plugin's result as a float: a real number, a numpy scalar or a one-element real
+    tensor; None for anything else (text such as "3.5", a bool, a complex number...)."""
+    if isinstance(result, torch.Tensor):
+        if result.numel() != 1 or result.is_complex() or result.dtype == torch.bool:
+            return None
+        return float(result.item())
+    if isinstance(result, bool | np.bool_) or not isinstance(result, int | float | np.number):
+        return None
+    if isinstance(result, complex | np.complexfloating):
+        return None
+    return float(result)
 
 
 def compute_metrics(
@@ -180,9 +235,8 @@ def compute_metrics(
     """
     if not isinstance(model, nn.Module):
         raise MetricError(f"compute_metrics needs an nn.Module, got {type(model).__name__}.")
+    specs = check_options(points, metrics, task, precision)
     dtype = _dtype(precision)
-    specs = metric_registry.resolve(metrics)
-    _check_task(specs, task)
     hook_points = _hook_points(model, points)
     store = ParamStore(model, dtype)
     members = {name: store.indices_of(module) for name, module in hook_points}

@@ -71,10 +71,38 @@ class ModularAdditionTask:
     batch_size: int = 4096
 
     def __post_init__(self) -> None:
-        if not isinstance(self.p, int) or self.p < 3 or self.p % 2 == 0:
+        if not _is_int(self.p) or self.p < 3 or self.p % 2 == 0:
             raise MetricError(f"ModularAdditionTask needs an odd modulus p >= 3, got {self.p!r}.")
-        if self.n_triples < 1:
-            raise MetricError(f"n_triples must be >= 1, got {self.n_triples}.")
+        for name in ("n_triples", "batch_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise MetricError(
+                    f"ModularAdditionTask({name}=...) must be an int >= 1, got {value!r}."
+                )
+        if not _is_int(self.seed):
+            raise MetricError(f"ModularAdditionTask(seed=...) must be an int, got {self.seed!r}.")
+        if not isinstance(self.embedding, str) or not self.embedding:
+            raise MetricError(
+                f"ModularAdditionTask(embedding=...) must be a hook point name, got "
+                f"{self.embedding!r}."
+            )
+        positions = self.positions
+        if (
+            not isinstance(positions, tuple | list)
+            or len(positions) != 2
+            or not all(_is_int(p) for p in positions)
+        ):
+            raise MetricError(
+                f"ModularAdditionTask(positions=...) must be two ints (the sequence positions "
+                f"of a and b), got {positions!r}."
+            )
+        if self.equals_token is not None and not _is_int(self.equals_token):
+            raise MetricError(
+                f"equals_token must be a token id (int) or None, got {self.equals_token!r}."
+            )
+        for name in ("make_input", "logits"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise MetricError(f"ModularAdditionTask({name}=...) must be a function or None.")
 
     def default_input(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         columns = [a, b]
@@ -97,6 +125,10 @@ class ModularAdditionTask:
                 "ModularAdditionTask(logits=lambda output: ...) returning (N, p) logits."
             )
         return output[:, -1, : self.p] if output.dim() == 3 else output[:, : self.p]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _embedding_module(model: nn.Module, task: ModularAdditionTask) -> nn.Module:
@@ -145,11 +177,31 @@ def gradient_symmetricity(model: nn.Module, task: ModularAdditionTask) -> float:
             raise MetricError(f"the embedding hook point {task.embedding!r} did not run.")
         chosen = logits.gather(1, c.to(device)[:, None]).sum()
         (grad,) = torch.autograd.grad(chosen, captured[-1])
-    first, second = task.positions
+    first, second = _positions(grad, task)
     grad_a = grad[:, first].reshape(task.n_triples, -1).double()
     grad_b = grad[:, second].reshape(task.n_triples, -1).double()
     cosine = torch.nn.functional.cosine_similarity(grad_a, grad_b, dim=1, eps=1e-30)
     return float(cosine.mean())
+
+
+def _positions(grad: torch.Tensor, task: ModularAdditionTask) -> tuple[int, int]:
+    """``task.positions`` after checking the embedding output has those sequence positions:
+    ``(batch, positions, features...)``. A 2-D output has none (its dimension 1 holds features,
+    and reading "positions" there would give a meaningless number)."""
+    if grad.dim() < 3:
+        raise MetricError(
+            f"the embedding hook point {task.embedding!r} outputs shape {tuple(grad.shape)}: "
+            "no sequence positions (expected (batch, positions, features)). Name the hook point "
+            "whose output holds one vector per token (e.g. the token embedding before it is "
+            "flattened), or set ModularAdditionTask(positions=...)."
+        )
+    first, second = task.positions
+    if not all(-grad.shape[1] <= p < grad.shape[1] for p in (first, second)):
+        raise MetricError(
+            f"positions={task.positions} but the embedding hook point {task.embedding!r} has "
+            f"{grad.shape[1]} positions (shape {tuple(grad.shape)})."
+        )
+    return first, second
 
 
 def correct_logit_table(model: nn.Module, task: ModularAdditionTask) -> torch.Tensor:

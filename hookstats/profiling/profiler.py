@@ -128,7 +128,7 @@ def profile(
     )
     infos, sizes = point_infos(selected, dtype)
     fallback = None
-    with eval_mode(module):
+    with eval_mode(module, restore_buffers=True):  # buffers a forward updates go back
         if placement.device.type == "meta":
             recorder, counter, fallback = _forward_on_meta(
                 module, selected, placement, args, call_kwargs

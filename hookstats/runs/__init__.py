@@ -8,6 +8,8 @@ May import: :mod:`hookstats.metrics`, :mod:`hookstats.profiling`, :mod:`hookstat
 
 from .checkpoints import LoadedCheckpoint, find_checkpoints, load_checkpoint, load_into
 from .logger import CheckpointLogger
+from .slurm import SubmititExecutor
+from .steps import CheckpointStepWarning
 from .store import RECORD_COLUMNS, SCHEMA_VERSION, MetricStore
 from .sweeper import SweepSummary, sweep
 
@@ -15,8 +17,10 @@ __all__ = [
     "RECORD_COLUMNS",
     "SCHEMA_VERSION",
     "CheckpointLogger",
+    "CheckpointStepWarning",
     "LoadedCheckpoint",
     "MetricStore",
+    "SubmititExecutor",
     "SweepSummary",
     "find_checkpoints",
     "load_checkpoint",

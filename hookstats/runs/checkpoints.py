@@ -4,15 +4,23 @@ A checkpoint can never run code here. ``.pt``/``.pth``/``.bin``/``.ckpt`` files 
 ``torch.load(path, weights_only=True, map_location="cpu")``, whose unpickler only rebuilds
 tensors and plain containers; a pickle that names any other global (a malicious ``__reduce__``,
 a custom class, a numpy scalar) is refused with :class:`~hookstats.errors.UnsafeCheckpointError`
-before anything it names is imported or called. ``.safetensors`` files hold no code at all
-(extra ``hookstats[safetensors]``).
+before anything it names is imported or called. Globals you trust can be allowed one by one
+(``safe_globals=[MyConfig]``, torch's allowlist). ``.safetensors`` files hold no code at all
+(extra ``hookstats[safetensors]``). A Hugging Face sharded checkpoint (``*.index.json`` and its
+shards, :mod:`hookstats.runs.shards`) is one checkpoint.
 
-Two layouts are understood: a plain ``state_dict`` and a dict holding one under ``"model"``
-(or ``"state_dict"``/``"model_state_dict"``) next to a ``"step"`` (or ``"global_step"``). The step
-comes from the file when it has one, otherwise from the last number in the file name
-(``step_1200.pt``; for ``checkpoint-1200/pytorch_model.bin``, the folder's name).
+Layouts understood: a plain ``state_dict``; a dict holding one under ``"model"``,
+``"state_dict"`` (Lightning ``.ckpt``, whose other entries -- ``hyper_parameters``, optimizer
+states -- are ignored) or ``"model_state_dict"``, next to a ``"step"`` or ``"global_step"``.
+:func:`load_into` removes a key prefix that the model lacks -- ``module.`` (DDP),
+``_orig_mod.`` (``torch.compile``), ``model.`` (a Lightning module's attribute), stacked too.
+The step: see :mod:`hookstats.runs.steps`.
 
-May import: torch, the standard library and :mod:`hookstats.errors` (safetensors lazily).
+Reading one file safely is :mod:`hookstats.runs.readers`' job; this module finds checkpoints,
+loads one (a file or a sharded checkpoint) with its step, and loads it into a model.
+
+May import: torch, the standard library, :mod:`hookstats.errors` and the :mod:`hookstats.runs`
+modules :mod:`.readers`, :mod:`.steps` and :mod:`.shards`.
 
 Example:
     >>> import tempfile, torch
@@ -27,12 +35,10 @@ Example:
 from __future__ import annotations
 
 import glob
-import pickle
-import pickletools
-import re
-import zipfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -40,11 +46,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError
+from .readers import SafeGlobals, read_file
+from .shards import INDEX_SUFFIX, group_shards, is_index, read_sharded
+from .steps import CheckpointStepWarning, name_step, step_from_name
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
+    "CheckpointStepWarning",
     "LoadedCheckpoint",
+    "SafeGlobals",
     "find_checkpoints",
     "load_checkpoint",
     "load_into",
@@ -52,47 +63,20 @@ __all__ = [
 ]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
-_STATE_KEYS = ("model", "state_dict", "model_state_dict")
-_STEP_KEYS = ("step", "global_step")
-_STEP_FOLDER = re.compile(
-    r"(?:checkpoint|ckpt|step|global_step|iter|iteration)[-_]?(\d+)", re.IGNORECASE
-)
-_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
-_CONVERT_HINT = (
-    "If you trust the file, convert it once in a trusted environment: load it with "
-    "torch.load(path, weights_only=False) and re-save a plain state_dict "
-    "(torch.save(model.state_dict(), path), optionally with {'model': state_dict, 'step': n}) "
-    "or a .safetensors file (safetensors.torch.save_file)."
-)
+_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, a Lightning attribute
 
 CheckpointsSpec = str | PathLike[str] | Sequence[str | PathLike[str]]
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedCheckpoint:
-    """A checkpoint read from disk: its tensors and its step (``None`` when it has none)."""
+    """A checkpoint read from disk: its tensors, its step (``None`` when it has none), and
+    notes about an ambiguous step (also issued as :class:`CheckpointStepWarning`)."""
 
     path: Path
     state_dict: dict[str, torch.Tensor]
     step: int | None
-
-
-def step_from_name(path: str | PathLike[str]) -> int | None:
-    """The last number in the file name; else the number of a ``checkpoint-N``/``step_N``
-    folder (the Hugging Face Trainer layout); else ``None``.
-
-    Example:
-        >>> step_from_name("runs/ckpt_epoch2_step001500.pt"), step_from_name("run7/final.pt")
-        (1500, None)
-        >>> step_from_name("out/checkpoint-800/pytorch_model.bin")
-        800
-    """
-    path = Path(path)
-    numbers = re.findall(r"\d+", path.stem)
-    if numbers:
-        return int(numbers[-1])
-    folder = _STEP_FOLDER.fullmatch(path.parent.name)
-    return int(folder.group(1)) if folder else None
+    notes: tuple[str, ...] = field(default=())
 
 
 def _sort_key(path: Path) -> tuple[float, str]:
@@ -100,189 +84,161 @@ def _sort_key(path: Path) -> tuple[float, str]:
     return (float("inf") if step is None else step, str(path))
 
 
+def _candidates(folder: Path) -> list[Path]:
+    """A folder's checkpoint files and shard indexes, or those of its sub-folders when it has
+    none itself (a Hugging Face Trainer's ``checkpoint-N/`` folders)."""
+
+    def listed(where: Path) -> list[Path]:
+        try:
+            entries = list(where.iterdir())
+        except OSError:
+            return []
+        return [p for p in entries if p.suffix in CHECKPOINT_SUFFIXES or is_index(p)]
+
+    found = listed(folder)
+    if not found:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            found += listed(sub)
+    return group_shards(found)
+
+
 def _expand(entry: str | PathLike[str]) -> list[Path]:
-    text = str(entry)
-    if glob.has_magic(text):
-        found = sorted(
-            (Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()), key=_sort_key
+    if not isinstance(entry, str | PathLike) or isinstance(entry, bytes):
+        raise CheckpointError(
+            f"a checkpoint must be a path, a folder or a glob (str or pathlib.Path), got "
+            f"{type(entry).__name__} {entry!r}."
         )
+    text = os.fspath(entry)
+    if not text.strip():
+        raise CheckpointError("an empty checkpoint path: name a file, a folder or a glob.")
+    if glob.has_magic(text):
+        matched = [Path(p) for p in glob.glob(text, recursive=True)]
+        found = group_shards([p for p in matched if p.is_file() or p.is_symlink()])
         if not found:
             raise CheckpointError(
                 f"the glob {text!r} matches no checkpoint file. Check the folder and the pattern "
                 "(quote it in a shell so that hookstats, not the shell, expands it)."
             )
-        return found
+        return sorted(found, key=_sort_key)
     path = Path(text)
     if path.is_dir():
-        found = sorted(
-            (p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES), key=_sort_key
-        )
+        found = _candidates(path)
         if not found:
             raise CheckpointError(
-                f"the folder {text!r} holds no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)})."
-                " Pass the files, or a glob such as 'ckpts/*.pt'."
+                f"the folder {text!r} holds no checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)}"
+                f" or a sharded *{INDEX_SUFFIX}). Pass the files, or a glob such as 'ckpts/*.pt'."
             )
-        return found
+        return sorted(found, key=_sort_key)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {text!r}. Check the path.")
     return [path]
+
+
+def _absolute(path: Path) -> Path:
+    """The resolved path, or the absolute one when it cannot be resolved (a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def find_checkpoints(checkpoints: CheckpointsSpec) -> list[Path]:
     """Resolve a glob, a folder, a file, or a list of those into checkpoint paths.
 
     Globs and folders are sorted by the step in each name (then by name); an explicit list
-    keeps its order. A path named twice is kept once.
+    keeps its order. A path named twice is kept once. The shards of a sharded checkpoint are
+    one entry, its ``*.index.json``. A file inside a folder or glob that cannot be read (a
+    symlink loop, no permission) is kept: loading it fails for that checkpoint alone.
 
     Raises:
-        CheckpointError: a glob or folder matches nothing, or a listed file does not exist.
+        CheckpointError: a glob or folder matches nothing, a listed file does not exist, or an
+            entry is not a path.
 
     Example:
         >>> find_checkpoints("runs/ckpts/*.pt")  # doctest: +SKIP
         [PosixPath('runs/ckpts/step_100.pt'), PosixPath('runs/ckpts/step_200.pt')]
     """
-    entries = [checkpoints] if isinstance(checkpoints, str | PathLike) else list(checkpoints)
+    single = isinstance(checkpoints, str | PathLike) or not isinstance(checkpoints, Iterable)
+    entries: list[Any] = [checkpoints] if single else list(checkpoints)  # type: ignore[arg-type]
     if not entries:
         raise CheckpointError("no checkpoints given: pass a list of paths, a folder or a glob.")
     seen: set[Path] = set()
     paths = []
     for entry in entries:
         for path in _expand(entry):
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
+            if _absolute(path) not in seen:
+                seen.add(_absolute(path))
                 paths.append(path)
     return paths
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
-    try:
-        from safetensors import safe_open
-    except ImportError:
-        raise CheckpointError(
-            f"{path} is a .safetensors file and the safetensors package is missing: "
-            "pip install hookstats[safetensors]"
-        ) from None
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-            metadata = handle.metadata() or {}
-    except Exception as exc:  # SafetensorError has no importable base class
-        raise CheckpointError(
-            f"{path} is corrupt or not a safetensors file ({exc}). Re-save it, or leave it out."
-        ) from None
-    step = metadata.get("step")
-    return tensors, int(step) if step is not None and str(step).isdigit() else None
-
-
-def _is_pickle(path: Path) -> bool:
-    """Whether the file's pickle (``data.pkl`` in a torch zip) is well-formed: parsed by
-    :mod:`pickletools`, never executed. Tells a refused pickle from random bytes."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                data = archive.read(name)
-        else:
-            data = path.read_bytes()
-        for _ in pickletools.genops(data):
-            pass
-    except Exception:
-        return False
-    return True
-
-
-def _read_torch(path: Path) -> Any:
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc) or not _is_pickle(path):
-            raise CheckpointError(
-                f"{path} is corrupt, truncated or not a PyTorch checkpoint (the weights-only "
-                "unpickler cannot read it). Re-save it, or leave it out of the sweep."
-            ) from None
-        found = re.search(r"GLOBAL (\S+)", str(exc)) or re.search(r"global (\S+)", str(exc))
-        what = f"the pickle global {found.group(1)}" if found else "a pickle instruction"
-        raise UnsafeCheckpointError(
-            f"refused to load {path}: it needs {what}, which could run arbitrary code, and "
-            f"hookstats loads with weights_only=True so that a checkpoint can never run code. "
-            f"{_CONVERT_HINT}"
-        ) from None
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(
-            f"{path} is corrupt, truncated or not a PyTorch checkpoint "
-            f"({type(exc).__name__}: {first[:200]}). Re-save it, or leave it out of the sweep."
-        ) from None
-
-
-def _is_state_dict(value: object) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and bool(value)
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
-    )
-
-
-def _as_step(value: object) -> int | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-        return int(value.item())
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def _unpack(path: Path, obj: Any) -> tuple[dict[str, torch.Tensor], int | None]:
-    if _is_state_dict(obj):
-        return dict(obj), None
-    if isinstance(obj, Mapping):
-        for key in _STATE_KEYS:
-            if _is_state_dict(obj.get(key)):
-                step = next((_as_step(obj[k]) for k in _STEP_KEYS if k in obj), None)
-                return dict(obj[key]), step
-        described = f"a dict with keys {sorted(map(str, obj))[:8]}"
-    else:
-        described = f"a {type(obj).__name__}"
-    raise CheckpointError(
-        f"{path} holds {described}, not a state_dict. Save model.state_dict(), or "
-        "{'model': model.state_dict(), 'step': n}."
-    )
-
-
-def load_checkpoint(path: str | PathLike[str]) -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | PathLike[str], *, safe_globals: SafeGlobals = None
+) -> LoadedCheckpoint:
     """Read a checkpoint without running code; the step from the file, else from its name.
 
+    Args:
+        path: a ``.pt/.pth/.bin/.ckpt/.safetensors`` file, or a sharded checkpoint's
+            ``*.index.json``.
+        safe_globals: globals you trust that the file's pickle needs (e.g. a Lightning
+            ``AttributeDict`` in ``hyper_parameters``); everything else stays refused.
+
     Raises:
-        UnsafeCheckpointError: the pickle needs code to load (the message says how to convert).
-        CheckpointError: missing, empty, corrupt or truncated file, or an unknown layout.
+        UnsafeCheckpointError: the pickle needs code to load (the message says how to convert,
+            or which global to allow).
+        CheckpointError: missing, empty, corrupt or truncated file, an unknown layout, or a
+            stored step that is not a 64-bit integer.
 
     Example:
         >>> ckpt = load_checkpoint("ckpts/step_100.pt")  # doctest: +SKIP
         >>> ckpt.step  # doctest: +SKIP
         100
     """
+    if not isinstance(path, str | PathLike) or isinstance(path, bytes):
+        raise CheckpointError(f"path must be a str or pathlib.Path, got {type(path).__name__}.")
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: '{path}'. Check the path.")
-    if path.stat().st_size == 0:
-        raise CheckpointError(
-            f"{path} is empty (0 bytes): its save was probably interrupted. Re-save it, or "
-            "leave it out."
+    try:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file not found: '{path}'. Check the path.")
+        if is_index(path):
+            state, stored = read_sharded(path, lambda p: read_file(p, safe_globals)), None
+        else:
+            state, stored = read_file(path, safe_globals)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    named, note = name_step(path)
+    notes = [note] if note and stored is None else []
+    if stored is not None and named is not None and stored != named:
+        notes.append(
+            f"{path.name} stores step {stored} but its name says {named}; {stored} is used"
         )
-    if path.suffix == ".safetensors":
-        state, step = _read_safetensors(path)
-    else:
-        state, step = _unpack(path, _read_torch(path))
-    return LoadedCheckpoint(
-        path=path, state_dict=state, step=step if step is not None else step_from_name(path)
-    )
+    for text in notes:
+        warnings.warn(CheckpointStepWarning(text), stacklevel=2)
+    step = stored if stored is not None else named
+    return LoadedCheckpoint(path=path, state_dict=state, step=step, notes=tuple(notes))
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    for prefix in _PREFIXES:
-        if all(k.startswith(prefix) for k in state) and not any(
-            k.startswith(prefix) for k in expected
-        ):
-            return {k[len(prefix) :]: v for k, v in state.items()}
+    """``state`` with the key prefix the model lacks removed: the dotted prefix under which the
+    keys are exactly the model's (other keys, e.g. a Lightning module's loss, are left out);
+    else known prefixes (DDP, compile, Lightning) shared by every key, stacked."""
+    if set(state) == expected or not state:
+        return state
+    first = next(iter(state)).split(".")
+    for depth in range(1, min(len(first), 5)):
+        prefix = ".".join(first[:depth]) + "."
+        inner = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if set(inner) == expected:
+            return inner
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state) and not any(
+                k.startswith(prefix) for k in expected
+            ):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                stripped = True
     return state
 
 

@@ -2,16 +2,24 @@
 (metrics, or why it failed) by :func:`compute` -- in this process or in an executor's worker,
 where :func:`run_job` builds the model once per worker thread.
 
+A worker *process* is told apart from the sweep's own process by the host and process id the
+job was made in (:func:`here`), not by the process's name: a thread pool inside a child
+process is not a worker process, and its threads must not change that process's BLAS threads.
+In a worker process, torch and numpy's BLAS run ``Job.threads`` threads (the sweep's
+``worker_threads=``), so that n workers on n cores do not each use every core.
+
 May import: torch, pandas, :mod:`hookstats.errors`, :mod:`hookstats.metrics`,
 :mod:`hookstats.points` and :mod:`hookstats.runs.checkpoints`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import pickle
+import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +32,17 @@ from ..errors import CheckpointError, HookstatsError
 from ..metrics import MetricNames, compute_metrics
 from ..metrics.parallel import set_blas_threads
 from ..points import PointSpec
-from .checkpoints import load_checkpoint, load_into
+from .checkpoints import CheckpointStepWarning, SafeGlobals, load_checkpoint, load_into
 
-__all__ = ["Job", "ModelFactory", "Outcome", "build", "compute", "is_fatal", "run_job"]
+__all__ = ["Job", "ModelFactory", "Outcome", "build", "compute", "here", "is_fatal", "run_job"]
 
 ModelFactory = Callable[[], nn.Module]
+
+
+def here() -> tuple[str, int]:
+    """Where this process runs (host, process id): a job made here and run elsewhere runs in a
+    worker process. Read when asked (a forked child has its own process id)."""
+    return socket.gethostname(), os.getpid()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +57,14 @@ class Job:
     task: Any
     precision: str
     threads: int | None
+    safe_globals: SafeGlobals = None
+    origin: tuple[str, int] = ("", 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a job gave: the metric rows, or the error type and message when it failed."""
+    """What a job gave: the metric rows, or the error type and message when it failed, and
+    notes about its step (ambiguous names)."""
 
     key: str
     step: int | None
@@ -55,20 +72,25 @@ class Outcome:
     error: str | None = None
     message: str | None = None
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()
 
 
 def compute(job: Job, model: nn.Module) -> Outcome:
     """Load ``job``'s checkpoint into ``model`` and compute its metrics; a failure about this
     checkpoint is returned as an :class:`Outcome`, one that would fail every checkpoint raises."""
     start = time.perf_counter()
-    step = None
+    step: int | None = None
+    notes: tuple[str, ...] = ()
     try:
-        loaded = load_checkpoint(job.path)
-        step = loaded.step
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CheckpointStepWarning)  # returned as notes
+            loaded = load_checkpoint(job.path, safe_globals=job.safe_globals)
+        step, notes = loaded.step, loaded.notes
         if step is None:
             raise CheckpointError(
                 f"cannot tell the step of {job.path}: save {{'model': state_dict, 'step': n}} "
-                "or put the step in the file name (step_1000.pt)."
+                "or name the file with its step (step_1000.pt; a name with several numbers "
+                "and no 'step' is ambiguous)."
             )
         load_into(model, loaded)
         frame = compute_metrics(
@@ -77,10 +99,9 @@ def compute(job: Job, model: nn.Module) -> Outcome:
     except Exception as exc:
         if is_fatal(exc):
             raise
-        return Outcome(
-            job.key, step, None, type(exc).__name__, str(exc), time.perf_counter() - start
-        )
-    return Outcome(job.key, step, frame, seconds=time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return Outcome(job.key, step, None, type(exc).__name__, str(exc), seconds, notes)
+    return Outcome(job.key, step, frame, seconds=time.perf_counter() - start, notes=notes)
 
 
 _worker = threading.local()  # one model per worker thread, reused across its checkpoints
@@ -88,7 +109,7 @@ _worker = threading.local()  # one model per worker thread, reused across its ch
 
 def run_job(job: Job) -> Outcome:
     """Worker entry point: build (once per worker thread) or reuse the model, then compute."""
-    if job.threads and multiprocessing.current_process().name != "MainProcess":
+    if job.threads and job.origin != here():
         torch.set_num_threads(job.threads)
         set_blas_threads(job.threads)  # numpy's BLAS too: metrics then run serially inside
     try:

@@ -2,6 +2,11 @@
 a :class:`~hookstats.runs.store.MetricStore`, one transaction per checkpoint; and the settings a
 run is stored with (:func:`run_settings`), shared with :func:`hookstats.sweep`.
 
+Nothing is written before the options were checked and a first checkpoint's metrics computed:
+the run's settings are stored with its first checkpoint, so a typo (an unknown metric, a
+``points=`` that selects nothing) never leaves a run that the corrected call would be refused to
+resume.
+
 May import: :mod:`hookstats.metrics`, :mod:`hookstats.profiling`, :mod:`hookstats.points` and
 the :mod:`hookstats.runs` store.
 """
@@ -17,9 +22,12 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from ..errors import StoreError
 from ..metrics import MetricNames, compute_metrics
+from ..metrics.compute import check_options
 from ..points import PointSpec
 from ..profiling import Report, profile
+from .rows import check_if_exists, check_name, check_step
 from .store import IfExists, MetricStore
 
 __all__ = ["CheckpointLogger", "StoreLike", "as_store", "describe", "run_settings"]
@@ -27,9 +35,21 @@ __all__ = ["CheckpointLogger", "StoreLike", "as_store", "describe", "run_setting
 StoreLike = MetricStore | str | PathLike[str]
 
 
-def as_store(store: StoreLike) -> MetricStore:
-    """``store`` itself, or the store at that path."""
-    return store if isinstance(store, MetricStore) else MetricStore(store)
+def as_store(store: StoreLike, *, closed_after: bool = False) -> MetricStore:
+    """``store`` itself, or the store at that path.
+
+    Raises:
+        StoreError: a path that cannot be a store; ``":memory:"`` given as a path to a call
+            that closes the store when it returns (its rows would vanish with it).
+    """
+    if isinstance(store, MetricStore):
+        return store
+    if closed_after and isinstance(store, str) and store == ":memory:":
+        raise StoreError(
+            "store=':memory:' would keep nothing: the store is closed, and its rows gone, when "
+            "the call returns. Pass a file path, or MetricStore(':memory:') to read it after."
+        )
+    return MetricStore(store)
 
 
 def describe(value: Any) -> Any:
@@ -86,12 +106,14 @@ class CheckpointLogger:
         precision: str = "float32",
         config: Mapping[str, Any] | None = None,
     ) -> None:
+        check_name(run, "run")
+        check_options(points, metrics, task, precision)
         self.store = as_store(store)
         self.run = run
         self.points, self.metrics, self.task, self.precision = points, metrics, task, precision
-        self.store.add_run(
-            run, config=config, settings=run_settings(metrics, points, task, precision)
-        )
+        self.config = config
+        self.settings = run_settings(metrics, points, task, precision)
+        self._added = self.store.check_run(run, config=config, settings=self.settings)
 
     def log(
         self,
@@ -106,12 +128,20 @@ class CheckpointLogger:
 
         Raises:
             StoreError: that checkpoint is already logged (pass ``if_exists="replace"`` or
-                ``"skip"``), or the store cannot be written.
+                ``"skip"``), a step that is not an integer (1.5, True) or does not fit in 64
+                bits, an unknown ``if_exists``, or the store cannot be written.
         """
+        step = check_step(step)
+        check_if_exists(if_exists)
+        if checkpoint is not None:
+            check_name(checkpoint, "checkpoint")
         start = time.perf_counter()
         frame = compute_metrics(
             model, self.points, self.metrics, task=self.task, precision=self.precision
         )
+        if not self._added:  # the run's settings go in with its first checkpoint
+            self.store.add_run(self.run, config=self.config, settings=self.settings)
+            self._added = True
         self.store.write_checkpoint(
             self.run,
             checkpoint or f"step:{step}",
@@ -137,5 +167,8 @@ class CheckpointLogger:
             >>> logger.log_profile(model, input_shape=(1, 28, 28), batch_size=32)  # doctest: +SKIP
         """
         report = profile(model, input_shape=input_shape, batch_size=batch_size, **profile_kwargs)
+        if not self._added:
+            self.store.add_run(self.run, config=self.config, settings=self.settings)
+            self._added = True
         self.store.write_profile(self.run, report, input_shape=input_shape, batch_size=batch_size)
         return report

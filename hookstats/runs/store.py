@@ -7,16 +7,21 @@ row points to its checkpoint. A checkpoint's rows and its row in ``checkpoints``
 not at all, whenever the writer dies. A NaN value is stored as NULL and read back as NaN, with
 its reason in ``note`` ("" when the value is a number).
 
+A checkpoint is keyed by its ``identity`` (default: its name; a sweep passes the file's content
+identity, so a moved folder is not swept twice) and shown by its name (``checkpoint``).
+
 The schema version is kept in ``PRAGMA user_version``; a store written by a newer hookstats is
-refused. WAL mode lets many readers (other processes, a notebook, ``hookstats show``) read
-while one process writes; ``synchronous=NORMAL`` keeps every committed checkpoint through a
-crash of the writing process (a power cut may lose the last few, never half of one).
+refused, an older one migrated. WAL mode lets many readers (other processes, a notebook,
+``hookstats show``) read while one process writes; ``synchronous=NORMAL`` keeps every committed
+checkpoint through a crash of the writing process (a power cut may lose the last few, never
+half of one). On a network file system a rollback journal replaces WAL.
 
 This module owns :class:`MetricStore`'s public API (writing runs, checkpoints, failures and
-profiles; reading records, runs and failures; CSV/Parquet export). Opening the file and its
-transactions are in :mod:`hookstats.runs.connection` (a store *owns* one connection), the tables
-and schema version in :mod:`hookstats.runs.schema`, and the frame <-> row conversions in
-:mod:`hookstats.runs.rows`.
+profiles; reading records, runs and failures; CSV/Parquet export; backups). Opening the file and
+its transactions are in :mod:`hookstats.runs.connection` (a store *owns* one connection), the
+tables and schema version in :mod:`hookstats.runs.schema`, the frame <-> row conversions and
+argument checks in :mod:`hookstats.runs.rows`, the other read queries in
+:mod:`hookstats.runs.reads`.
 
 May import: pandas, :mod:`hookstats.errors` and the :mod:`hookstats.runs` storage modules; the
 profile report type for annotations only.
@@ -33,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,18 +45,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from ..errors import StoreError
-from .connection import StoreConnection
+from . import reads
+from .connection import MEMORY, JournalMode, StoreConnection
 from .rows import (
     RECORD_COLUMNS,
-    find_or_add_run,
-    insert_run,
+    check_if_exists,
+    check_name,
+    check_seconds,
+    check_step,
     metric_rows,
     names,
-    now,
+    one_run,
     records_frame,
     records_query,
+    settings_json,
 )
 from .schema import SCHEMA_VERSION
+from .writes import find_or_add_run, insert_checkpoint, insert_run, profile_payload, upsert_failure
 
 if TYPE_CHECKING:
     from ..profiling import Report
@@ -67,13 +76,18 @@ class MetricStore:
 
     Args:
         path: the store's file (created when missing; its folder must exist), or
-            ``":memory:"`` for a throwaway store.
-        read_only: open for reading only (also chosen when the file is not writable).
+            ``":memory:"`` for a throwaway store that lives as long as this object.
+        read_only: open for reading only (also chosen when the file or its folder is not
+            writable; in a read-only folder the file is read as it was when opened).
         timeout: seconds to wait for another process's write lock before failing.
+        journal: ``"auto"`` (WAL, or a rollback journal on a network file system such as NFS,
+            Lustre or GPFS, where WAL does not work), ``"wal"`` or ``"delete"``.
+        quick_check: run SQLite's ``PRAGMA quick_check`` on open and refuse a damaged file.
 
     Raises:
-        StoreError: missing folder, not a SQLite file, a newer schema, or a read-only store
-            that does not exist yet.
+        StoreError: a path that is not a str/Path or is empty, a folder, a missing folder, a
+            file that is not SQLite, another application's database, a newer schema, a damaged
+            file (``quick_check``), or a read-only store that does not exist yet.
 
     Example:
         >>> store = MetricStore("runs/metrics.sqlite")  # doctest: +SKIP
@@ -81,9 +95,17 @@ class MetricStore:
     """
 
     def __init__(
-        self, path: str | PathLike[str], *, read_only: bool = False, timeout: float = 30.0
+        self,
+        path: str | PathLike[str],
+        *,
+        read_only: bool = False,
+        timeout: float = 30.0,
+        journal: JournalMode = "auto",
+        quick_check: bool = False,
     ) -> None:
-        self._db = StoreConnection(path, read_only=read_only, timeout=timeout)
+        self._db = StoreConnection(
+            path, read_only=read_only, timeout=timeout, journal=journal, quick_check=quick_check
+        )
 
     @property
     def path(self) -> str:
@@ -95,9 +117,25 @@ class MetricStore:
         """True when the store was opened for reading only."""
         return self._db.read_only
 
+    @property
+    def journal_mode(self) -> str:
+        """SQLite's journal mode: ``"wal"``, ``"delete"`` (network file systems) or
+        ``"memory"``."""
+        return self._db.journal_mode
+
     def close(self) -> None:
-        """Close the store's connection (idempotent)."""
+        """Checkpoint the WAL into the ``.sqlite`` file and close the connection (idempotent)."""
         self._db.close()
+
+    def backup(self, path: str | PathLike[str]) -> None:
+        """Write a consistent copy of the store to ``path`` (one self-contained file), also
+        while this or another process writes. Copying the ``.sqlite`` file of a store that is
+        open for writing misses the rows still in its ``-wal`` file; this does not.
+
+        Example:
+            >>> store.backup("runs/metrics-copy.sqlite")  # doctest: +SKIP
+        """
+        self._db.backup(path)
 
     @property
     def schema_version(self) -> int:
@@ -111,6 +149,11 @@ class MetricStore:
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self.path == MEMORY:
+            raise StoreError(
+                "a ':memory:' store cannot be sent to another process: its rows live in this "
+                "one. Use a file path."
+            )
         return (_reopen, (self.path, self.read_only))
 
     def __repr__(self) -> str:
@@ -118,6 +161,36 @@ class MetricStore:
 
     def _has_run(self, run: str) -> bool:
         return bool(self._db.query("SELECT 1 FROM runs WHERE run = ?", (run,)))
+
+    def check_run(
+        self,
+        run: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether ``run`` exists, after checking that it has this config and these settings
+        (None: not checked). Reads only: a sweep or a logger checks before it writes anything.
+
+        Raises:
+            StoreError: ``run`` exists with different settings or config.
+
+        Example:
+            >>> MetricStore(":memory:").check_run("new", settings={"metrics": ["l2"]})
+            False
+        """
+        check_name(run, "run")
+        found = reads.run_settings_of(self._db, run)
+        if found is None:
+            return False
+        for label, old, given in (("settings", found[1], settings), ("config", found[0], config)):
+            new = settings_json(given, label)
+            if given is not None and old != new:
+                raise StoreError(
+                    f"run {run!r} already exists with {label} {old}, not {new}. Use a new "
+                    "run name, or the same settings to resume it."
+                )
+        return True
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -139,24 +212,17 @@ class MetricStore:
         Example:
             >>> MetricStore(":memory:").add_run("baseline", config={"lr": 3e-4})
         """
-        config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
-        settings_json = json.dumps(dict(settings or {}), sort_keys=True, default=str)
+        if self.check_run(run, config=config, settings=settings):
+            return
+        config_text, settings_text = (
+            settings_json(config, "config"),
+            settings_json(settings, "settings"),
+        )
         with self._db.write("add a run") as conn:
-            found = conn.execute(
-                "SELECT config, settings FROM runs WHERE run = ?", (run,)
-            ).fetchone()
-            if found is None:
-                insert_run(conn, run, config_json, settings_json)
+            if conn.execute("SELECT 1 FROM runs WHERE run = ?", (run,)).fetchone() is None:
+                insert_run(conn, run, config_text, settings_text)
                 return
-            for label, old, new, given in (
-                ("settings", found[1], settings_json, settings),
-                ("config", found[0], config_json, config),
-            ):
-                if given is not None and old != new:
-                    raise StoreError(
-                        f"run {run!r} already exists with {label} {old}, not {new}. Use a new "
-                        "run name, or the same settings to resume it."
-                    )
+        self.check_run(run, config=config, settings=settings)  # added meanwhile elsewhere
 
     def write_checkpoint(
         self,
@@ -167,69 +233,55 @@ class MetricStore:
         *,
         if_exists: IfExists = "error",
         seconds: float | None = None,
+        identity: str | None = None,
     ) -> bool:
         """Write one checkpoint's metric rows and its completed marker in one transaction.
 
         ``frame`` has columns ``hook_point, metric, value`` and optionally ``note``. Returns
-        False when the checkpoint was already complete and ``if_exists="skip"``.
+        False when the checkpoint was already complete and ``if_exists="skip"``. A checkpoint
+        is "already complete" when a row of ``run`` has the same ``identity`` (default: the
+        checkpoint's name; a sweep passes the file's content identity).
 
         Raises:
             StoreError: the checkpoint is already complete (``if_exists="error"``), the frame
-                is malformed, or the store cannot be written.
+                is malformed, a step that is not an integer of at most 64 bits, an unknown
+                ``if_exists``, or the store cannot be written.
 
         Example:
             >>> rows = pd.DataFrame({"hook_point": ["fc"], "metric": ["l1"], "value": [2.0]})
             >>> MetricStore(":memory:").write_checkpoint("r", "step_1", 1, rows)
             True
         """
+        check_name(run, "run")
+        check_name(checkpoint, "checkpoint")
+        step = check_step(step)
+        check_if_exists(if_exists)
+        key = checkpoint if identity is None else check_name(identity, "identity")
+        seconds = check_seconds(seconds)
         rows = metric_rows(frame)
         with self._db.write("write a checkpoint") as conn:
-            run_id = find_or_add_run(conn, run)
-            old = conn.execute(
-                "SELECT ckpt_id FROM checkpoints WHERE run_id = ? AND checkpoint = ?",
-                (run_id, checkpoint),
-            ).fetchone()
-            if old is not None:
-                if if_exists == "skip":
-                    return False
-                if if_exists == "error":
-                    raise StoreError(
-                        f"checkpoint {checkpoint!r} of run {run!r} is already in the store. "
-                        "Pass if_exists='replace' to overwrite it, or use another run name."
-                    )
-                conn.execute("DELETE FROM metrics WHERE ckpt_id = ?", old)
-                conn.execute("DELETE FROM checkpoints WHERE ckpt_id = ?", old)
-            ckpt_id = conn.execute(
-                "INSERT INTO checkpoints (run_id, checkpoint, step, completed, n_rows, seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, checkpoint, int(step), now(), len(rows), seconds),
-            ).lastrowid
-            conn.executemany(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
-                [(ckpt_id, i, *row) for i, row in enumerate(rows)],
+            return insert_checkpoint(
+                conn, run, checkpoint, step, rows, if_exists, seconds=seconds, identity=key
             )
-            conn.execute(
-                "DELETE FROM failures WHERE run_id = ? AND checkpoint = ?", (run_id, checkpoint)
-            )
-        return True
 
     def record_failure(
         self, run: str, checkpoint: str, error: str, message: str, step: int | None = None
     ) -> None:
         """Record (or update) why ``checkpoint`` failed; a later success removes the record.
+        A ``step`` the store cannot hold (not a 64-bit integer) is recorded as unknown.
 
         Example:
             >>> MetricStore(":memory:").record_failure("r", "bad.pt", "CheckpointError", "empty")
         """
+        check_name(run, "run")
+        check_name(checkpoint, "checkpoint")
+        error, message = str(error), str(message)
+        try:
+            step = None if step is None else check_step(step)
+        except StoreError:
+            step = None
         with self._db.write("record a failure") as conn:
-            run_id = find_or_add_run(conn, run)
-            conn.execute(
-                "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (run_id, "
-                "checkpoint) DO UPDATE SET step = excluded.step, error = excluded.error, "
-                "message = excluded.message, failed_at = excluded.failed_at, "
-                "attempts = attempts + 1",
-                (run_id, checkpoint, step, error, message, now()),
-            )
+            upsert_failure(conn, run, checkpoint, step, error, message)
 
     def write_profile(self, run: str, report: Report, **info: Any) -> None:
         """Keep the layer-cost profile of ``run`` (one per run; a new one replaces it).
@@ -241,25 +293,17 @@ class MetricStore:
             >>> report = hs.profile(nn.Linear(4, 2), input_shape=(4,))
             >>> MetricStore(":memory:").write_profile("r", report, input_shape=(4,))
         """
-        frame = report.to_frame()
-        frame["output_shape"] = frame["output_shape"].map(lambda s: None if s is None else str(s))
-        info = {
-            **info,
-            "device": report.device,
-            "dtype": report.dtype,
-            "total_macs": report.total("macs"),
-            "total_activation_bytes": report.total("activation_bytes"),
-        }
+        check_name(run, "run")
+        if not callable(getattr(report, "to_frame", None)) or not hasattr(report, "total"):
+            raise StoreError(
+                f"write_profile needs the Report of hookstats.profile(), got "
+                f"{type(report).__name__}."
+            )
+        payload = profile_payload(report, info)
         with self._db.write("write a profile") as conn:
-            run_id = find_or_add_run(conn, run)
             conn.execute(
                 "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?)",
-                (
-                    run_id,
-                    json.dumps(info, default=str),
-                    frame.to_json(orient="split", index=False),
-                    now(),
-                ),
+                (find_or_add_run(conn, run), *payload),
             )
 
     # -- reading ---------------------------------------------------------------------------
@@ -284,18 +328,21 @@ class MetricStore:
         """Tidy records ``run, step, checkpoint, hook_point, metric, value, note``.
 
         Ordered by run, step, then the order the metrics were computed in. ``hook_point``
-        entries may be globs (``"blocks.*"``).
+        entries may be globs (``"blocks.*"``). Each filter is a name, a list of names (an
+        empty list selects nothing) or None (everything).
 
         Raises:
-            StoreError: a named run or metric is not in the store (the message lists them).
+            StoreError: a named run or metric is not in the store (the message lists them), or
+                a filter is not a name or a list of names.
 
         Example:
             >>> store.to_frame(run="baseline", metric="l2")  # doctest: +SKIP
         """
-        runs, metrics = names(run), names(metric)
+        runs, metrics = names(run, "run"), names(metric, "metric")
+        points = names(hook_point, "hook_point")
         self._check_names("run", "SELECT run FROM runs", runs)
         self._check_names("metric", "SELECT DISTINCT metric FROM metrics", metrics)
-        return records_frame(self._db.query(*records_query(runs, metrics, names(hook_point))))
+        return records_frame(self._db.query(*records_query(runs, metrics, points)))
 
     def runs(self) -> pd.DataFrame:
         """One row per run: checkpoints done, steps, failures, rows, versions, config.
@@ -304,54 +351,23 @@ class MetricStore:
             >>> MetricStore(":memory:").runs().columns[:3].tolist()
             ['run', 'created', 'checkpoints']
         """
-        rows = self._db.query(
-            "SELECT r.run, r.created, COUNT(c.ckpt_id), MIN(c.step), MAX(c.step), "
-            "(SELECT COUNT(*) FROM failures f WHERE f.run_id = r.run_id), "
-            "COALESCE(SUM(c.n_rows), 0), r.hookstats_version, r.torch_version, r.config, "
-            "r.settings FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.run_id "
-            "GROUP BY r.run_id ORDER BY r.run_id"
-        )
-        frame = pd.DataFrame(
-            rows,
-            columns=[
-                "run",
-                "created",
-                "checkpoints",
-                "first_step",
-                "last_step",
-                "failures",
-                "rows",
-                "hookstats_version",
-                "torch_version",
-                "config",
-                "settings",
-            ],
-        )
-        for column in ("config", "settings"):
-            frame[column] = frame[column].map(json.loads)
-        return frame
+        return reads.runs_frame(self._db)
 
     def checkpoints(self, run: str | None = None) -> pd.DataFrame:
-        """Completed checkpoints: ``run, checkpoint, step, completed, rows, seconds``.
+        """Completed checkpoints: ``run, checkpoint, step, completed, rows, seconds,
+        identity``.
 
         Example:
             >>> MetricStore(":memory:").checkpoints().empty
             True
         """
-        self._check_names("run", "SELECT run FROM runs", names(run))
-        rows = self._db.query(
-            "SELECT r.run, c.checkpoint, c.step, c.completed, c.n_rows, c.seconds FROM "
-            "checkpoints c JOIN runs r ON r.run_id = c.run_id WHERE ? IS NULL OR r.run = ? "
-            "ORDER BY r.run_id, c.step, c.ckpt_id",
-            (run, run),
-        )
-        return pd.DataFrame(
-            rows, columns=["run", "checkpoint", "step", "completed", "rows", "seconds"]
-        )
+        self._check_names("run", "SELECT run FROM runs", one_run(run))
+        return reads.checkpoints_frame(self._db, run)
 
     def completed(self, run: str) -> set[str]:
-        """The checkpoints of ``run`` already complete in the store (the resume set)."""
-        return set(self.checkpoints(run)["checkpoint"]) if self._has_run(run) else set()
+        """The identities of ``run``'s checkpoints already complete (the resume set)."""
+        check_name(run, "run")
+        return set(self.checkpoints(run)["identity"]) if self._has_run(run) else set()
 
     def failures(self, run: str | None = None) -> pd.DataFrame:
         """Checkpoints whose last attempt failed: ``run, checkpoint, step, error, message,
@@ -361,15 +377,8 @@ class MetricStore:
             >>> MetricStore(":memory:").failures().empty
             True
         """
-        rows = self._db.query(
-            "SELECT r.run, f.checkpoint, f.step, f.error, f.message, f.failed_at, f.attempts "
-            "FROM failures f JOIN runs r ON r.run_id = f.run_id WHERE ? IS NULL OR r.run = ? "
-            "ORDER BY r.run_id, f.checkpoint",
-            (run, run),
-        )
-        return pd.DataFrame(
-            rows, columns=["run", "checkpoint", "step", "error", "message", "failed_at", "attempts"]
-        )
+        one_run(run)
+        return reads.failures_frame(self._db, run)
 
     def profile_frame(self, run: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         """The layer-cost profile kept for ``run``: ``(report frame, info)``.
@@ -377,18 +386,7 @@ class MetricStore:
         Raises:
             StoreError: no profile was logged for ``run``.
         """
-        found = self._db.query(
-            "SELECT p.frame, p.info FROM profiles p JOIN runs r ON "
-            "r.run_id = p.run_id WHERE r.run = ?",
-            (run,),
-        )
-        if not found:
-            raise StoreError(
-                f"no layer-cost profile for run {run!r} in {self.path!r}. Log one with "
-                "CheckpointLogger.log_profile(model, input_shape=...)."
-            )
-        split = json.loads(found[0][0])
-        return pd.DataFrame(split["data"], columns=split["columns"]), json.loads(found[0][1])
+        return reads.profile_frame(self._db, check_name(run, "run"))
 
     def to_csv(self, path: str | PathLike[str], **filters: Any) -> None:
         """Write :meth:`to_frame` (same filters) as CSV.

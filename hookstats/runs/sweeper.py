@@ -10,8 +10,18 @@ mismatch...) is recorded in the store's failures and the sweep goes on.
 ``executor`` is any :class:`concurrent.futures.Executor`: ``None`` computes in this process, a
 ``ProcessPoolExecutor(n)`` in ``n`` local processes, ``distributed.Client(address)
 .get_executor()`` on a Dask cluster. Workers only compute; this process alone writes the store.
-For a process or Dask executor, ``build_model`` (and ``task``) must be picklable: a top-level
-function or a ``functools.partial`` of one, not a lambda or a local function.
+For a process executor, ``build_model`` (and ``task``) must be picklable: a top-level function or
+a ``functools.partial`` of one, not a lambda or a local function (Dask and submitit send them
+with cloudpickle, which takes lambdas too).
+
+A checkpoint is known by its content identity (:func:`~hookstats.runs.filesystem
+.content_identity`: size, modification time, a hash of its first and last 64 KiB), so a swept
+folder that was moved or renamed is not swept again. Every option is checked before anything is
+written, and the run's settings are stored with its first computed checkpoint: a typo never
+leaves a run behind. A file that cannot be read at all (a symlink loop, no permission) is a
+failure like a corrupt one. Two checkpoints with one step are both kept, with a
+:class:`~hookstats.runs.steps.CheckpointStepWarning`.
+
 Jobs are computed by :mod:`hookstats.runs.jobs`, submitted by :mod:`hookstats.runs.executors`,
 and shown by :mod:`hookstats.runs.progress`.
 
@@ -28,7 +38,9 @@ modules.
 
 from __future__ import annotations
 
+import hashlib
 import time
+import warnings
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,12 +50,18 @@ from rich.console import Console
 
 from ..errors import HookstatsError
 from ..metrics import MetricNames
+from ..metrics.compute import check_options
 from ..points import PointSpec
-from .checkpoints import CheckpointsSpec, find_checkpoints
-from .executors import check_picklable, outcomes
-from .jobs import Job, ModelFactory, Outcome
+from .checkpoints import CheckpointsSpec, SafeGlobals, find_checkpoints
+from .executors import check_executor, check_picklable, outcomes
+from .filesystem import content_identity
+from .jobs import Job, ModelFactory, Outcome, here
 from .logger import StoreLike, as_store, run_settings
 from .progress import progress_bar
+from .readers import check_safe_globals
+from .rows import check_name
+from .shards import is_index, shard_names
+from .steps import CheckpointStepWarning
 from .store import MetricStore
 
 __all__ = ["SweepSummary", "sweep"]
@@ -64,6 +82,7 @@ class SweepSummary:
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -92,24 +111,96 @@ class SweepSummary:
         return to_html(self)
 
 
-def _record(store: MetricStore, run: str, outcome: Outcome, summary: SweepSummary) -> None:
-    if outcome.frame is None:
-        store.record_failure(
-            run, outcome.key, outcome.error or "Error", outcome.message or "", outcome.step
+class _Recorder:
+    """Writes outcomes into the store: the run (with its settings) goes in with the first
+    computed checkpoint; failures before it wait, so that a sweep stopped by an error that
+    fails every checkpoint (a typo in ``points=``) writes nothing."""
+
+    def __init__(self, store: MetricStore, run: str, settings: dict[str, Any]) -> None:
+        self.store, self.run, self.settings = store, run, settings
+        self.summary = SweepSummary(run=run, total=0)
+        self.waiting: list[Outcome] = []
+        self.added = False
+        self.steps: dict[int, str] = {}
+        if store.check_run(run, settings=settings):
+            stored = store.checkpoints(run)
+            self.steps = dict(zip(stored["step"].map(int), stored["checkpoint"], strict=True))
+
+    def _add_run(self) -> None:
+        if not self.added:
+            self.store.add_run(self.run, settings=self.settings)
+            self.added = True
+            for waiting in self.waiting:
+                self._failure(waiting)
+            self.waiting = []
+
+    def _failure(self, outcome: Outcome) -> None:
+        self.store.record_failure(
+            self.run, outcome.key, outcome.error or "Error", outcome.message or "", outcome.step
         )
-        summary.failed += 1
-        summary.failures.append((outcome.key, f"{outcome.error}: {outcome.message}"))
-    elif store.write_checkpoint(
-        run,
-        outcome.key,
-        outcome.step or 0,
-        outcome.frame,
-        if_exists="skip",
-        seconds=outcome.seconds,
-    ):
-        summary.done += 1
-    else:  # another process completed it meanwhile
-        summary.skipped += 1
+
+    def _note(self, text: str) -> None:
+        self.summary.notes.append(text)
+        warnings.warn(CheckpointStepWarning(text), stacklevel=4)
+
+    def record(self, outcome: Outcome, checkpoint: str) -> None:
+        summary = self.summary
+        for note in outcome.notes:
+            self._note(note)
+        if outcome.frame is None:
+            summary.failed += 1
+            summary.failures.append((checkpoint, f"{outcome.error}: {outcome.message}"))
+            outcome = replace(outcome, key=checkpoint)  # failures are kept by file name
+            if self.added:
+                self._failure(outcome)
+            else:
+                self.waiting.append(outcome)
+            return
+        step = outcome.step or 0
+        self._add_run()
+        if step in self.steps and self.steps[step] != checkpoint:
+            self._note(f"{checkpoint} and {self.steps[step]} both have step {step}; both are kept")
+        if self.store.write_checkpoint(
+            self.run,
+            checkpoint,
+            step,
+            outcome.frame,
+            if_exists="skip",
+            seconds=outcome.seconds,
+            identity=outcome.key,
+        ):
+            summary.done += 1
+            self.steps.setdefault(step, checkpoint)
+        else:  # another process completed it meanwhile
+            summary.skipped += 1
+
+    def finish(self) -> SweepSummary:
+        if self.waiting:
+            self._add_run()
+        return self.summary
+
+
+def _identity(path: Path) -> str:
+    """The content identity of a checkpoint file, or of a sharded one (index and shards)."""
+    if not is_index(path):
+        return content_identity(path)
+    parts = [content_identity(path)] + [
+        content_identity(path.parent / name) for name in shard_names(path)
+    ]
+    return "sharded:" + hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _check_arguments(
+    run: str, max_in_flight: int | None, worker_threads: int | None, progress: bool
+) -> None:
+    check_name(run, "run")
+    for name, value in (("max_in_flight", max_in_flight), ("worker_threads", worker_threads)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise HookstatsError(f"{name} must be a positive int or None, got {value!r}.")
+    if not isinstance(progress, bool):
+        raise HookstatsError(f"progress must be True or False, got {progress!r}.")
 
 
 def sweep(
@@ -127,14 +218,17 @@ def sweep(
     progress: bool = True,
     console: Console | None = None,
     worker_threads: int | None = 1,
+    safe_globals: SafeGlobals = None,
 ) -> SweepSummary:
     """Compute metrics for every saved checkpoint and write them to ``store``, resumably.
 
     Args:
         checkpoints: a glob (``"ckpts/*.pt"``), a folder, a file, or a list of those.
             ``.pt/.pth/.bin/.ckpt`` load with ``weights_only=True``; ``.safetensors`` need
-            ``hookstats[safetensors]``. Each holds a state_dict or ``{"model": ..., "step": n}``;
-            the step is read from the file, else from the last number in its name.
+            ``hookstats[safetensors]``; a Hugging Face sharded checkpoint (``*.index.json``) is
+            one checkpoint. Each holds a state_dict, ``{"model": ..., "step": n}`` or a
+            Lightning ``.ckpt``; the step is read from the file, else from its name
+            (``step_N``, ``global_step=N``, ``checkpoint-N/``; see :mod:`hookstats.runs.steps`).
         build_model: builds the architecture (weights are then loaded); picklable for process
             and Dask executors (top-level function or ``functools.partial``).
         store: a :class:`MetricStore` or its path.
@@ -148,8 +242,11 @@ def sweep(
         console: the rich console for them (tests inject one).
         worker_threads: torch and numpy-BLAS threads in each worker process (1 avoids
             oversubscribing cores; None leaves the defaults). This process's settings are
-            never changed. Values are bit-identical across executors when the thread counts
-            match; a reduction split over another number of threads may differ in the last bit.
+            never changed (a worker is a process other than this one, whatever its name).
+            Values are bit-identical across executors when the thread counts match; a
+            reduction split over another number of threads may differ in the last bit.
+        safe_globals: globals you trust that the checkpoints' pickles need (see
+            :func:`~hookstats.runs.checkpoints.load_checkpoint`).
 
     Returns:
         A :class:`SweepSummary` (done, skipped, failed).
@@ -157,7 +254,10 @@ def sweep(
     Raises:
         CheckpointError: the glob matches nothing or a listed file does not exist.
         StoreError: the store cannot be opened or written, or the run's settings differ.
-        HookstatsError: ``build_model`` is not picklable for the executor, or fails.
+        MetricError, PointSelectionError: unknown metrics, a malformed ``points=`` (checked
+            before anything is written).
+        HookstatsError: ``build_model`` is not picklable for the executor, or fails; a bad
+            ``max_in_flight``/``worker_threads``/``executor``.
 
     Example:
         >>> from concurrent.futures import ProcessPoolExecutor
@@ -165,24 +265,25 @@ def sweep(
         ...     hs.sweep("ckpts/*.pt", build_model, "m.sqlite", run="a", executor=pool)
     """
     start = time.perf_counter()
-    paths = find_checkpoints(checkpoints)
-    if executor is not None:
-        check_picklable(build_model, task)
-    if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
-        raise HookstatsError(f"max_in_flight must be a positive int, got {max_in_flight!r}.")
-    owned = not isinstance(store, MetricStore)
-    store = as_store(store)
-    try:
-        summary = _sweep(
-            paths,
-            store,
-            run,
-            executor,
-            max_in_flight,
-            progress,
-            console,
-            Job("", "", build_model, points, metrics, task, precision, worker_threads),
+    _check_arguments(run, max_in_flight, worker_threads, progress)
+    check_options(points, metrics, task, precision)
+    check_safe_globals(safe_globals)
+    if not callable(build_model):
+        raise HookstatsError(
+            f"build_model must be a function that returns the model, got "
+            f"{type(build_model).__name__}."
         )
+    if executor is not None:
+        check_executor(executor)
+        check_picklable(build_model, task, executor)
+    paths = find_checkpoints(checkpoints)
+    owned = not isinstance(store, MetricStore)
+    store = as_store(store, closed_after=owned)
+    template = Job(
+        "", "", build_model, points, metrics, task, precision, worker_threads, safe_globals, here()
+    )
+    try:
+        summary = _sweep(paths, store, run, executor, max_in_flight, progress, console, template)
     finally:
         if owned:
             store.close()
@@ -190,6 +291,27 @@ def sweep(
     if progress:
         (console or Console(stderr=True)).print(str(summary))
     return summary
+
+
+def _jobs(
+    paths: list[Path], template: Job, complete: set[str]
+) -> tuple[list[Job], list[Outcome], int]:
+    """The jobs to run (files not complete yet), failures of files that cannot be read, and
+    how many were skipped. A version-1 store knows a checkpoint by its absolute path."""
+    jobs, unreadable, skipped = [], [], 0
+    for path in paths:
+        try:
+            key = _identity(path)
+        except (OSError, RuntimeError, HookstatsError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            message = f"cannot read {path}: {reason}"
+            unreadable.append(Outcome(_display(path), None, None, "CheckpointError", message))
+            continue
+        if key in complete or str(path.resolve()) in complete:
+            skipped += 1
+        else:
+            jobs.append(replace(template, path=str(path), key=key))
+    return jobs, unreadable, skipped
 
 
 def _sweep(
@@ -202,26 +324,31 @@ def _sweep(
     console: Console | None,
     template: Job,
 ) -> SweepSummary:
-    store.add_run(
-        run,
-        settings=run_settings(template.metrics, template.points, template.task, template.precision),
-    )
+    settings = run_settings(template.metrics, template.points, template.task, template.precision)
+    recorder = _Recorder(store, run, settings)
     complete = store.completed(run)
-    keys = [str(Path(p).resolve()) for p in paths]
-    jobs = [
-        replace(template, path=str(p), key=key)
-        for p, key in zip(paths, keys, strict=True)
-        if key not in complete
-    ]
-    summary = SweepSummary(run=run, total=len(paths), skipped=len(paths) - len(jobs))
+    jobs, unreadable, skipped = _jobs(paths, template, complete)
+    summary = recorder.summary
+    summary.total, summary.skipped = len(paths), skipped
+    names = {job.key: _display(Path(job.path)) for job in jobs}
     with progress_bar(console, progress) as bar:
         status = "{0.done} done · {0.skipped} skipped · {0.failed} failed"
         task_id = bar.add_task(f"sweep {run}", total=len(jobs), status=status.format(summary))
         finished = outcomes(jobs, executor, max_in_flight)
         try:
             for outcome in finished:
-                _record(store, run, outcome, summary)
+                recorder.record(outcome, names.get(outcome.key, outcome.key))
                 bar.update(task_id, advance=1, status=status.format(summary))
         finally:
             finished.close()
-    return summary
+    for outcome in unreadable:
+        recorder.record(outcome, outcome.key)
+    return recorder.finish()
+
+
+def _display(path: Path) -> str:
+    """How a checkpoint is shown in the store: its absolute path."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path.absolute())
