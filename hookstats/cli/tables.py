@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -80,8 +81,10 @@ def metrics_tree_table(
     max_rows: int,
 ) -> FittedTable:
     """``step, hook_point, <metric>...`` rows as one tree per step; a collapsed group shows
-    the mean over its modules."""
-    metrics = [str(c) for c in wide.columns if c not in ("step", "hook_point")]
+    the mean over its modules. With a ``checkpoint`` column (two checkpoints share a step) one
+    tree per checkpoint, labelled ``step (file name)``."""
+    keys = ["step", "checkpoint"] if "checkpoint" in wide.columns else ["step"]
+    metrics = [str(c) for c in wide.columns if c not in (*keys, "hook_point")]
     columns = [
         Column("step", "step"),
         Column("name", "hook point", "left", shrink=True),
@@ -90,7 +93,8 @@ def metrics_tree_table(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     grouped = False
-    for step, frame in wide.groupby("step", sort=False):
+    for key, frame in wide.groupby(keys, sort=False):
+        step = key[0] if len(keys) == 1 else f"{key[0]} ({Path(str(key[1])).name})"
         roots = build_tree(frame.to_dict("records"), signature=lambda row: (), collapse=collapse)
         shown_depth, depth_notes = resolve_depth(roots, depth)
         notes = notes or depth_notes
