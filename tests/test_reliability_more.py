@@ -165,7 +165,8 @@ def test_two_processes_split_the_cores_instead_of_each_using_all(tmp_path):
         for a, b in (line.split() for line in child.communicate(timeout=120)[0].splitlines())
     ]
     assert len(spans) == 16
-    assert most_at_once(spans) <= min(cores, par.MAX_WORKERS)  # not 2 x the cores
+    # the second pool finds every slot taken and runs serially: cores + 1 at most, not 2 x cores
+    assert most_at_once(spans) <= min(cores, par.MAX_WORKERS) + 1
 
 
 def test_concurrent_pools_of_one_process_share_the_budget(monkeypatch):
@@ -192,7 +193,9 @@ def test_concurrent_pools_of_one_process_share_the_budget(monkeypatch):
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert peak[0] <= min(par.usable_cores(), par.MAX_WORKERS)
+    # the pool that finds no free slot runs in its caller's thread: one more at most
+    assert peak[0] <= min(par.usable_cores(), par.MAX_WORKERS) + 1
+    assert peak[0] < 2 * min(par.usable_cores(), par.MAX_WORKERS)  # not each pool all cores
 
 
 def test_the_thread_budget_can_be_overridden(monkeypatch):

@@ -41,7 +41,6 @@ import functools
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -154,7 +153,6 @@ def _slot_folder() -> Path:
 
 
 _local = threading.local()  # .inside: this thread runs inside a pool (holds its slots)
-SLOT_POLL_SECONDS = 0.05
 
 
 def _try_slots(folder: Path, wanted: int) -> list[int]:
@@ -177,10 +175,10 @@ def _try_slots(folder: Path, wanted: int) -> list[int]:
 @contextlib.contextmanager
 def core_slots(wanted: int) -> Iterator[int]:
     """Hold up to ``wanted`` of the machine's core slots for a ``with`` block; yields how many
-    it holds. When every slot is held by other pools it waits until one is free (a process
-    that dies frees its slots). Inside a pool (a job calling :func:`parallel_map` again) it
-    yields 0 without waiting. Without ``flock`` (Windows) or a writable temporary folder it
-    yields ``wanted``: no cross-process budget there."""
+    it holds: 0 when other pools hold every slot (the caller then runs serially; it never
+    waits, so a busy machine cannot stall it). A process that dies frees its slots. Inside a
+    pool (a job calling :func:`parallel_map` again) it yields 0. Without ``flock`` (Windows)
+    or a writable temporary folder it yields ``wanted``: no cross-process budget there."""
     if getattr(_local, "inside", False):
         yield 0
         return
@@ -193,9 +191,6 @@ def core_slots(wanted: int) -> Iterator[int]:
         folder = _slot_folder()
         folder.mkdir(mode=0o700, exist_ok=True)
         held = _try_slots(folder, wanted)
-        while not held:
-            time.sleep(SLOT_POLL_SECONDS)
-            held = _try_slots(folder, wanted)
     except OSError:  # no usable temporary folder: no budget to share
         yield wanted
         return
