@@ -6,8 +6,9 @@ A hook point is a module's qualified name from ``model.named_modules()``; the ro
 * ``None`` -- every module;
 * a glob string such as ``"layer*.conv?"`` or ``"blocks.*.attn"``;
 * a module class such as ``nn.Linear`` (subclasses match too);
+* a module instance of the model (``model.blocks[0]``);
 * a predicate ``f(name, module) -> bool``;
-* a list mixing globs and classes (a module is selected when any entry matches).
+* a list mixing globs, classes and instances (a module is selected when any entry matches).
 
 Selections are normalised once into a predicate by :func:`compile_selection`, and
 :func:`select_points` applies it. A glob or class that matches nothing is an error that lists
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterable, Sequence
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -37,7 +39,8 @@ from .errors import PointSelectionError
 ROOT_NAME = "(model)"
 
 Predicate = Callable[[str, nn.Module], bool]
-PointSpec = str | type | Predicate | Sequence[str | type] | None
+Entry = str | type | nn.Module
+PointSpec = str | type | nn.Module | Predicate | Sequence[Entry] | None
 
 __all__ = [
     "ROOT_NAME",
@@ -102,21 +105,49 @@ def _depth(qualified_name: str) -> int:
 
 
 def _check_entry(entry: object) -> None:
-    if isinstance(entry, str) or (isinstance(entry, type) and issubclass(entry, nn.Module)):
+    if isinstance(entry, str | nn.Module) or (
+        isinstance(entry, type) and issubclass(entry, nn.Module)
+    ):
         return
     raise PointSelectionError(
-        f"points= entries must be glob strings or nn.Module subclasses, got {entry!r} "
-        f"({type(entry).__name__}). Example: points=['blocks.*', nn.Linear]."
+        f"points= entries must be glob strings, nn.Module subclasses or modules of the model, "
+        f"got {entry!r:.80} ({type(entry).__name__}). Example: points=['blocks.*', nn.Linear]."
     )
 
 
-def _entry_matches(entry: str | type, name: str, module: nn.Module) -> bool:
+def _entry_matches(entry: Entry, name: str, module: nn.Module) -> bool:
     if isinstance(entry, str):
         return fnmatch.fnmatchcase(name, entry)
+    if isinstance(entry, nn.Module):
+        return module is entry
     return isinstance(module, entry)
 
 
-def compile_selection(points: PointSpec) -> tuple[Predicate, list[str | type]]:
+def _checked_predicate(points: Callable[..., object]) -> Predicate:
+    """A user predicate, checked to take ``(name, module)``, whose failures name the module."""
+    try:
+        inspect.signature(points).bind("name", nn.Module())
+    except TypeError as exc:
+        raise PointSelectionError(
+            f"a points= predicate is called as f(name, module) -> bool; {points!r:.80} cannot "
+            f"be ({exc}). Example: points=lambda name, module: name.endswith('attn')."
+        ) from None
+    except ValueError:  # no signature (a builtin): it will be called as it is
+        pass
+
+    def predicate(name: str, module: nn.Module) -> bool:
+        try:
+            return bool(points(name, module))
+        except Exception as exc:
+            raise PointSelectionError(
+                f"the points= predicate raised {type(exc).__name__} on module {name!r}: {exc}. "
+                "Fix the predicate (it must return True or False for every module)."
+            ) from exc
+
+    return predicate
+
+
+def compile_selection(points: PointSpec) -> tuple[Predicate, list[Entry]]:
     """Normalise a ``points=`` value into one predicate over ``(name, module)``.
 
     Returns the predicate and the list of glob/class entries it was built from (empty for
@@ -124,11 +155,11 @@ def compile_selection(points: PointSpec) -> tuple[Predicate, list[str | type]]:
     """
     if points is None:
         return (lambda name, module: True), []
-    if isinstance(points, str | type):
+    if isinstance(points, str | type | nn.Module):
         points = [points]
     if callable(points) and not isinstance(points, Sequence):
-        return points, []
-    if not isinstance(points, Iterable):
+        return _checked_predicate(points), []
+    if not isinstance(points, Iterable) or isinstance(points, bytes | bytearray | Mapping):
         raise PointSelectionError(
             f"points= must be a glob, a module class, a list of those, or a predicate "
             f"f(name, module) -> bool; got {type(points).__name__}."
@@ -145,7 +176,12 @@ def compile_selection(points: PointSpec) -> tuple[Predicate, list[str | type]]:
     return predicate, entries
 
 
-def _no_match_error(entry: str | type, names: list[str]) -> PointSelectionError:
+def _no_match_error(entry: Entry, names: list[str]) -> PointSelectionError:
+    if isinstance(entry, nn.Module):
+        return PointSelectionError(
+            f"points= names a {type(entry).__name__} module that is not part of this model. "
+            "Pass a module reached from the model (model.blocks[0]) or its name."
+        )
     if isinstance(entry, str):
         close = difflib.get_close_matches(entry, names, n=5, cutoff=0.4)
         hint = f" Close names: {', '.join(close)}." if close else ""

@@ -54,7 +54,7 @@ def test_unknown_pattern_lists_close_names():
 
 
 def test_malformed_selection_and_non_module():
-    with pytest.raises(PointSelectionError, match="glob strings or nn.Module subclasses"):
+    with pytest.raises(PointSelectionError, match="glob strings, nn.Module subclasses or modules"):
         select_points(SmallCNN(), [3])
     with pytest.raises(PointSelectionError, match="empty list"):
         select_points(SmallCNN(), [])
@@ -62,3 +62,26 @@ def test_malformed_selection_and_non_module():
         select_points("model")  # type: ignore[arg-type]
     with pytest.raises(PointSelectionError, match="selects no module of this model"):
         select_points(SmallCNN(), lambda name, m: False)
+
+
+def test_module_instances_select_themselves_and_foreign_ones_are_refused():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert [p.name for p in select_points(model, model[2])] == ["2"]
+    assert [p.name for p in select_points(model, [model[1], "0"])] == ["0", "1"]
+    with pytest.raises(PointSelectionError, match="not part of this model"):
+        select_points(model, nn.Linear(4, 8))
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        (lambda name: True, r"called as f\(name, module\)"),
+        (lambda name, module: 1 / 0, "predicate raised ZeroDivisionError on module"),
+        (b"0", "got bytes"),
+        ({"0": 1}, "got dict"),
+    ],
+)
+def test_bad_selections_are_clear_errors(points, message):
+    model = nn.Sequential(nn.Linear(4, 8))
+    with pytest.raises(PointSelectionError, match=message):
+        select_points(model, points)
