@@ -103,12 +103,40 @@ def _write_frame(frame: pd.DataFrame, csv: str | None, console: Console) -> None
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from ..profiling import profile
 
-    report = profile(build_from_spec(args.model), **_profile_args(args))
+    if args.optimizer and not args.train:
+        raise CLIError("--optimizer describes a training step: add --train.")
+    training = {"train": True, "optimizer": args.optimizer} if args.train else {}
+    report = profile(build_from_spec(args.model), **_profile_args(args), **training)
     console.print(report)
+    if report.memory is not None:
+        console.print(_memory_table(report), highlight=False)
     if args.csv:
         report.to_csv(args.csv, per_call=args.per_call)
         console.print(f"wrote {args.csv}")
     return 0
+
+
+def _memory_table(report: Any) -> Table:
+    """The training step's totals and memory (``profile --train``)."""
+    from ..units import format_bytes, format_count
+
+    memory = report.memory
+    table = Table(title="training step", header_style="bold", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("forward MACs", format_count(report.total("macs") + report.unattributed_macs)),
+        ("backward MACs", format_count(report.total("backward_macs"))),
+        ("parameters", format_bytes(memory.parameters)),
+        ("gradients", format_bytes(memory.gradients)),
+        (f"optimizer state ({memory.optimizer or 'none'})", format_bytes(memory.optimizer_state)),
+        ("saved for backward", format_bytes(memory.saved_activations)),
+        ("peak", format_bytes(memory.peak)),
+        ("peak during", f"{memory.peak_phase} ({memory.peak_hook_point or '-'})"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
 
 
 def _load_weights(model: Any, checkpoint: str) -> None:

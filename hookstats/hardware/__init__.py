@@ -1,6 +1,7 @@
 """Hardware views of a cost profile: the roofline summary (:func:`summarize_hardware`), the
-precision what-if (:func:`precision_tradeoffs`), hardware presets with their sources, and the
-summary's table.
+precision what-if (:func:`precision_tradeoffs`), a training step's rows and MFU
+(:mod:`~hookstats.hardware.training`), hardware presets with their sources, and the summary's
+table.
 
 May import: numpy, pandas, torch, :mod:`hookstats.errors`, :mod:`hookstats.points`,
 :mod:`hookstats.units`, :mod:`hookstats.profiling` and :mod:`hookstats.tracking`.
@@ -16,6 +17,7 @@ from .presets import (
 )
 from .roofline import LAYER_COLUMNS, TOTAL_ROW, HardwareSummary, summarize_hardware
 from .tradeoffs import precision_tradeoffs
+from .training import model_flops
 
 __all__ = [
     "HARDWARE_PRESETS",
@@ -27,6 +29,7 @@ __all__ = [
     "canonical_precision",
     "hardware_spec",
     "measure_cpu",
+    "model_flops",
     "precision_tradeoffs",
     "summarize_hardware",
 ]
