@@ -211,14 +211,20 @@ def test_peak_matches_memtracker_on_the_real_step(case, optimizer):
     assert report.memory.peak == pytest.approx(reference, rel=0.01)  # issue: within 10%
 
 
-def test_saved_bytes_of_a_transformer_and_an_lstm_equal_saved_tensors_hooks():
+def test_saved_bytes_and_peak_of_a_transformer_and_an_lstm_against_the_references():
     model = TinyTransformer()
     ids = torch.randint(0, 32, (2, 8))
-    assert train(model, ids).total("saved_bytes") == saved_bytes(model, (ids,), lambda o: o.mean())
+    loss = lambda out: out.mean()  # noqa: E731
+    report = train(model, ids, loss_fn=loss, optimizer="adamw")
+    assert report.total("saved_bytes") == saved_bytes(model, (ids,), loss)
+    peak = memtracker_peak(model, (ids,), loss, torch.optim.AdamW)
+    assert report.memory.peak == pytest.approx(peak, rel=0.01)
     lstm = nn.LSTM(12, 16, 2)
     x = torch.randn(5, 3, 12)
     loss = lambda out: out[0].mean()  # noqa: E731
-    assert train(lstm, x, loss_fn=loss).total("saved_bytes") == saved_bytes(lstm, (x,), loss)
+    report = train(lstm, x, loss_fn=loss)
+    assert report.total("saved_bytes") == saved_bytes(lstm, (x,), loss)
+    assert report.memory.peak == pytest.approx(memtracker_peak(lstm, (x,), loss, None), rel=0.01)
 
 
 # --- checkpointing, precision, meta ------------------------------------------------------------
