@@ -137,7 +137,7 @@ def _hookstats(model: nn.Module, args: tuple, loss_fn: Callable) -> Any:
 
 
 def _step_macs(report: Any) -> int:
-    return report.total("macs") + report.unattributed_macs + report.total("backward_macs")
+    return report.training.forward_macs + report.total("backward_macs")
 
 
 def cold_child(index: int) -> None:
@@ -206,7 +206,7 @@ def big_child(size: str, tokens: int) -> None:
                 "flopcounter_s": reference,
                 "flopcounter_cpu_s": reference_cpu,
                 "peak_rss_mib": rss,
-                "forward_macs": report.total("macs") + report.unattributed_macs,
+                "forward_macs": report.training.forward_macs,
                 "backward_macs": report.total("backward_macs"),
                 "memory": memory.to_dict() if memory is not None else None,
                 "fallback": report.fallback,

@@ -30,7 +30,7 @@ def train(model, *args, **kwargs):
 
 def step_macs(report) -> int:
     """Forward (loss function included) + backward MACs of the whole step."""
-    return report.total("macs") + report.unattributed_macs + report.total("backward_macs")
+    return report.training.forward_macs + report.total("backward_macs")
 
 
 def column(report, name) -> dict[str, int]:
@@ -323,6 +323,7 @@ def test_work_of_the_loss_function_is_outside_every_hook_point():
     weight = torch.randn(4, 3)
     report = train(nn.Linear(8, 4), torch.randn(2, 8), loss_fn=lambda out: (out @ weight).sum())
     assert report.unattributed_macs == 2 * 4 * 3  # the loss's matmul, forward
+    assert report.training.forward_macs == report.total("macs") + 24 == 64 + 24
     assert report.training.outside.self_backward_macs == 2 * 3 * 4  # its grad: dL/dout only
     assert report.total("backward_macs") == 64 + 24  # the Linear's dW, and the loss's
 
@@ -341,12 +342,74 @@ def test_frame_columns_totals_and_peak():
         inference.total("backward_macs")
 
 
+class MakesCpuTensors(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x + torch.arange(4.0))  # a CPU tensor: meta fails, fake tensors work
+
+
+class ReadsValues(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y[y > 0]  # a boolean mask needs values
+
+
+def test_meta_falls_back_to_fake_tensors_or_says_why_not():
+    x = torch.randn(2, 4, requires_grad=True)
+    report = train(MakesCpuTensors(), x, device="meta")
+    assert report.fallback == "fake tensors"
+    assert report.total("backward_macs") == 2 * 2 * 4 * 4  # dX + dW, the input needs grad
+    with pytest.raises(hs.MetaDeviceError, match="cannot run without real data"):
+        train(ReadsValues(), x, loss_fn=lambda out: out.sum(), device="meta")
+
+
 def test_inference_mode_and_no_grad_callers():
     linear, x = nn.Linear(8, 4), torch.randn(2, 8)
     with torch.inference_mode():
         assert train(linear, torch.randn(2, 8)).total("backward_macs") == 64
     with torch.no_grad():
         assert train(linear, x).total("backward_macs") == 64
+
+
+def test_points_subset_puts_the_rest_outside():
+    report = train(MLP((8, 16, 4)), torch.randn(2, 8), points="layers.1")
+    assert column(report, "backward_macs") == {"layers.1": 256}  # 2 * (2 * 16 * 4)
+    assert report.training.outside.self_backward_macs == 256  # layers.0, outside every point
+    assert report.total("backward_macs") == 512
+
+
+def test_compiled_module_and_threads_count_the_same():
+    import threading
+
+    model, x = MLP((8, 16, 4)), torch.randn(2, 8)
+    expected = train(model, x)
+    compiled = train(torch.compile(model, backend="eager"), x)
+    for name in ("macs", "backward_macs", "saved_bytes"):
+        assert compiled.total(name) == expected.total(name), name
+    results: dict[int, tuple[int, int, int]] = {}
+
+    def work(index: int) -> None:
+        report = train(TinyTransformer(), torch.randint(0, 32, (2, 8)))
+        results[index] = (
+            report.total("backward_macs"), report.total("saved_bytes"), report.memory.peak,
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    alone = train(TinyTransformer(), torch.randint(0, 32, (2, 8)))
+    assert set(results.values()) == {
+        (alone.total("backward_macs"), alone.total("saved_bytes"), alone.memory.peak)
+    }
 
 
 # --- the model comes back as it was ------------------------------------------------------------

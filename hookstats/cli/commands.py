@@ -125,7 +125,7 @@ def _memory_table(report: Any) -> Table:
     table.add_column("what")
     table.add_column("value", justify="right")
     rows = [
-        ("forward MACs", format_count(report.total("macs") + report.unattributed_macs)),
+        ("forward MACs", format_count(report.training.forward_macs)),
         ("backward MACs", format_count(report.total("backward_macs"))),
         ("parameters", format_bytes(memory.parameters)),
         ("gradients", format_bytes(memory.gradients)),

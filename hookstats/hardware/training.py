@@ -82,9 +82,8 @@ def model_flops(report: Report) -> int:
     training = report.training
     if training is None:
         raise ValueError("model_flops needs a profile(..., train=True) report.")
-    forward = report.total("macs") + report.unattributed_macs
     backward = training.total("backward_macs") - training.recompute_macs
-    return 2 * (forward + backward)
+    return 2 * (training.forward_macs + backward)
 
 
 def step_totals(

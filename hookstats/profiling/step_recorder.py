@@ -67,6 +67,7 @@ class TrainingCosts:
         outside: self costs outside every selected hook point (the loss function's ops).
         recompute_macs: backward MACs that recomputed forward work (activation checkpointing);
             a model-FLOPs count (for MFU) leaves them out.
+        forward_macs: every forward MAC of the step, the loss function's included.
         gradients: bytes of all the gradients (each parameter once).
         optimizer: the optimizer's name, or None.
 
@@ -81,6 +82,7 @@ class TrainingCosts:
     recompute_macs: int = 0
     gradients: int = 0
     optimizer: str | None = None
+    forward_macs: int = 0
 
     def column(self, name: str, points: Sequence[str]) -> list[int]:
         """Values of the column ``name`` (``backward_macs``, ``self_saved_bytes``...) for
@@ -231,10 +233,15 @@ class StepRecorder:
     # --- the result -----------------------------------------------------------------------
 
     def costs(
-        self, optimizer: str | None, gradient_bytes: dict[str, int], gradients: int
+        self,
+        optimizer: str | None,
+        gradient_bytes: dict[str, int],
+        gradients: int,
+        total_macs: int,
     ) -> TrainingCosts:
         """Per-point costs: self values, rolled up to the points enclosing each in the forward;
-        ``gradient_bytes`` per point and ``gradients`` in all are the caller's."""
+        ``gradient_bytes`` per point and ``gradients`` in all are the caller's, and
+        ``total_macs`` the counter's (forward, loss and backward)."""
         points = {
             p.name: PointTraining(gradient_bytes=gradient_bytes.get(p.name, 0))
             for p in self._points
@@ -248,7 +255,8 @@ class StepRecorder:
                 holders = (name, *self._enclosing.get(name, ())) if name is not None else ()
                 for holder in [points[h] for h in holders] or [outside]:
                     _add(holder, column, value)
-        return TrainingCosts(points, outside, self.recompute_macs, gradients, optimizer)
+        forward = total_macs - sum(self.self_backward.values())
+        return TrainingCosts(points, outside, self.recompute_macs, gradients, optimizer, forward)
 
 
 def _add(record: PointTraining, column: str, value: int) -> None:

@@ -235,7 +235,9 @@ class _Step:
             steps.phase = "optimizer"
             live.add_transient(optimizer.transient_bytes)
             gradients = storage_bytes(t.grad for t in trainable if t.grad is not None)
-            costs = steps.costs(optimizer.name, self._gradient_bytes(state), gradients)
+            costs = steps.costs(
+                optimizer.name, self._gradient_bytes(state), gradients, counter.total_macs
+            )
             memory = MemoryEstimate(
                 parameters=storage_bytes(state[n] for n, _ in self.model.named_parameters()),
                 buffers=storage_bytes(state[n] for n, _ in self.model.named_buffers()),
@@ -331,11 +333,13 @@ def _fake_inputs(fake: Placement, value: Any) -> Any:
 def _run_with_meta_fallback(
     step: _Step, placement: Placement, args: Any, kwargs: Any, dtype: torch.dtype | None
 ) -> tuple[tuple[CallRecorder, MacCounter, TrainingCosts, MemoryEstimate], str | None]:
-    if placement.device.type != "meta":
-        return step.run(placement, args, kwargs), None
+    """Run the step; on meta, a step that fails runs again on fake tensors (code that makes CPU
+    tensors or reads values works there, as in ``profile``)."""
     try:
         return step.run(placement, args, kwargs), None
-    except (ForwardError, NotImplementedError) as meta_error:
+    except ForwardError as meta_error:
+        if placement.device.type != "meta":
+            raise
         fake = fake_placement(step.model, dtype)
         try:
             args, kwargs = _fake_inputs(fake, args), _fake_inputs(fake, kwargs)
