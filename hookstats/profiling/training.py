@@ -15,9 +15,10 @@ step and restored, the RNG state is forked (dropout draws from it), every hook i
 One dispatch mode (a :class:`~hookstats.counting.MacCounter` that also feeds
 :class:`~hookstats.profiling.memory.LiveBytes`) sees every op of the step: forward MACs go to
 the call records, backward MACs and saved bytes to the hook points of
-:class:`~hookstats.profiling.step_recorder.StepRecorder`. On meta, ``scaled_dot_product_attention``
-runs as the fused (flash) kernel, as it does on CPU and CUDA: meta would otherwise take the math
-path and hold the ``L x S`` attention matrix, which no fused kernel does.
+:class:`~hookstats.profiling.step_recorder.StepRecorder`. On meta the step runs on fake CPU
+tensors: they allocate nothing either, and the kernels are the ones the CPU picks -- the fused
+attention kernel (meta's math path would hold the ``L x S`` attention matrix, which no fused
+kernel does), oneDNN's LSTM -- so a meta step is the CPU step, op for op.
 
 May import: torch, :mod:`hookstats.errors`, :mod:`hookstats.points`, :mod:`hookstats.counting`,
 :mod:`hookstats.instrument` and its own package.
@@ -27,13 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from ..counting import MacCounter
@@ -127,39 +126,6 @@ class _StepCounter(MacCounter):  # type: ignore[no-untyped-call]
         return out
 
 
-class _FusedAttentionOnMeta(TorchFunctionMode):
-    """``scaled_dot_product_attention`` on meta runs the flash kernel's meta function."""
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            fused = _fused_sdpa(*args, **kwargs)
-            if fused is not None:
-                return fused
-        return func(*args, **kwargs)
-
-
-def _fused_sdpa(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor | None:
-    if not all(t.device.type == "meta" and t.dim() == 4 for t in (query, key, value)):
-        return None
-    if query.shape[1] != key.shape[1] and not enable_gqa:
-        return None
-    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    out: torch.Tensor = flash(
-        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
-    )[0]
-    return out
-
-
 def _default_loss(output: Any) -> torch.Tensor:
     """The mean of the output's first floating-point tensor that needs a gradient (or, when
     none does, of its first floating-point tensor: the loss check then says why)."""
@@ -205,9 +171,15 @@ class _Step:
     """One training step of ``model`` on a placement; :meth:`run` returns what it counted."""
 
     def __init__(
-        self, model: nn.Module, points: list[HookPoint], loss_fn: LossFn | None, spec: OptimizerSpec
+        self,
+        model: nn.Module,
+        points: list[HookPoint],
+        loss_fn: LossFn | None,
+        spec: OptimizerSpec,
+        count_cpu: bool,
     ) -> None:
         self.model, self.points, self.loss_fn, self.spec = model, points, loss_fn, spec
+        self.count_cpu = count_cpu  # a CPU step: state kept on the CPU is on the device
         self._held: tuple[Any, ...] = ()
 
     def run(
@@ -216,7 +188,7 @@ class _Step:
         state, trainable = _grad_state(self.model, placement)
         placement = dataclasses.replace(placement, state=state)
         args, kwargs = tree_map(_detach_input, args), tree_map(_detach_input, kwargs)
-        optimizer = optimizer_memory(self.spec, trainable, count_cpu=placement.device.type == "cpu")
+        optimizer = optimizer_memory(self.spec, trainable, count_cpu=self.count_cpu)
         recorder = CallRecorder(self.model, self.points)
         parameters = [state[name] for name, _ in self.model.named_parameters()]
         steps = StepRecorder(self.points, recorder, parameters)
@@ -227,10 +199,9 @@ class _Step:
         inputs = [t for t in inputs if isinstance(t, torch.Tensor)]
         live.hold([*state.values(), *inputs])
         live.add(optimizer.state_bytes)
-        attention = _FusedAttentionOnMeta() if placement.device.type == "meta" else nullcontext()
         steps.attach()
         try:
-            with placement.context(), counter, attention:
+            with placement.context(), counter:
                 self._forward_and_backward(placement, recorder, steps, args, kwargs)
             steps.phase = "optimizer"
             live.add_transient(optimizer.transient_bytes)
@@ -330,28 +301,23 @@ def _fake_inputs(fake: Placement, value: Any) -> Any:
     return tree_map(convert, value)
 
 
-def _run_with_meta_fallback(
+def _run(
     step: _Step, placement: Placement, args: Any, kwargs: Any, dtype: torch.dtype | None
-) -> tuple[tuple[CallRecorder, MacCounter, TrainingCosts, MemoryEstimate], str | None]:
-    """Run the step; on meta, a step that fails runs again on fake tensors (code that makes CPU
-    tensors or reads values works there, as in ``profile``)."""
+) -> tuple[CallRecorder, MacCounter, TrainingCosts, MemoryEstimate]:
+    """Run the step; on meta, on fake CPU tensors (they allocate nothing either, and the kernels
+    chosen are the CPU's: fused attention, oneDNN's LSTM)."""
+    if placement.device.type != "meta":
+        return step.run(placement, args, kwargs)
+    fake = fake_placement(step.model, dtype)
     try:
-        return step.run(placement, args, kwargs), None
-    except ForwardError as meta_error:
-        if placement.device.type != "meta":
-            raise
-        fake = fake_placement(step.model, dtype)
-        try:
-            args, kwargs = _fake_inputs(fake, args), _fake_inputs(fake, kwargs)
-            return step.run(fake, args, kwargs), "fake tensors"
-        except ForwardError as fake_error:
-            raise MetaDeviceError(
-                f"the training step cannot run without real data. On the meta device: "
-                f"{meta_error} With fake tensors: {fake_error} Data-dependent code (.item(), "
-                "boolean masks) needs values: profile on device='cpu' with a smaller config, "
-                "or fix the error.",
-                hook_point=fake_error.hook_point,
-            ) from fake_error
+        return step.run(fake, _fake_inputs(fake, args), _fake_inputs(fake, kwargs))
+    except ForwardError as error:
+        raise MetaDeviceError(
+            f"the training step cannot run without real data (on meta it runs on fake "
+            f"tensors): {error} Data-dependent code (.item(), boolean masks) needs values: "
+            "profile on device='cpu' with a smaller config, or fix the error.",
+            hook_point=error.hook_point,
+        ) from error
 
 
 def profile_training(
@@ -391,34 +357,31 @@ def profile_training(
     optimizer_name(optimizer)  # check the name before running anything
     module, _ = resolve_model(model, device)
     selected = select_points(module, points)
-    placement = plan_placement(module, device, dtype)
-    step = _Step(module, selected, loss_fn, optimizer)
+    requested = plan_placement(module, device, dtype)
+    step = _Step(module, selected, loss_fn, optimizer, requested.device.type == "cpu")
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
-        _fork_rng(placement.device),
+        _fork_rng(requested.device),
         _train_mode(module),
     ):
         args, call_kwargs = build_inputs(
             module,
-            placement,
+            requested,
             input_shape=input_shape,
             batch_size=batch_size,
             inputs=inputs,
             kwargs=kwargs,
         )
-        (recorder, counter, costs, memory), fallback = _run_with_meta_fallback(
-            step, placement, args, call_kwargs, dtype
-        )
+        recorder, counter, costs, memory = _run(step, requested, args, call_kwargs, dtype)
     infos, sizes = point_infos(selected, dtype)
     return Report(
         points=infos,
         calls=recorder.calls,
         uncounted_ops=counter.uncounted,
-        device=str(placement.device),
+        device=str(requested.device),
         dtype=dtype_name(dtype or model_float_dtype(module)),
         unattributed_macs=recorder.unattributed_macs,
-        fallback=fallback,
         parameter_sizes=sizes,
         training=costs,
         memory=memory,
