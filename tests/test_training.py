@@ -408,6 +408,13 @@ def test_meta_runs_on_fake_tensors_or_says_why_not():
         train(ReadsValues(), x, loss_fn=lambda out: out.sum(), device="meta")
 
 
+def test_sparse_gradients_run_but_are_not_counted():
+    model = nn.Sequential(nn.Embedding(20, 8, sparse=True), nn.Linear(8, 4))
+    report = train(model, torch.randint(0, 20, (2, 5)), optimizer="sgd")
+    assert report.memory.gradients == (8 * 4 + 4) * 4  # the Linear's; the sparse one is not
+    assert report.memory.parameters == (20 * 8 + 8 * 4 + 4) * 4
+
+
 def test_inference_mode_and_no_grad_callers():
     linear, x = nn.Linear(8, 4), torch.randn(2, 8)
     with torch.inference_mode():

@@ -51,6 +51,7 @@ __all__ = [
     "optimizer_memory",
     "optimizer_name",
     "storage_bytes",
+    "storage_of",
 ]
 
 Where = tuple[str, str | None]
@@ -66,6 +67,17 @@ def _tensors(value: Any) -> Iterable[torch.Tensor]:
             yield from _tensors(item)
 
 
+def storage_of(tensor: torch.Tensor) -> torch.UntypedStorage | None:
+    """The storage behind ``tensor``; None for a layout without one (sparse tensors), whose
+    bytes are not counted."""
+    if tensor.layout != torch.strided:
+        return None
+    try:
+        return tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # a subclass without storage
+        return None
+
+
 def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct storages behind ``tensors`` (a tied or aliased tensor counts once).
 
@@ -75,8 +87,9 @@ def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """
     seen: dict[int, int] = {}
     for tensor in tensors:
-        storage = tensor.untyped_storage()
-        seen[id(storage)] = storage.nbytes()
+        storage = storage_of(tensor)
+        if storage is not None:
+            seen[id(storage)] = storage.nbytes()
     return sum(seen.values())
 
 
@@ -138,7 +151,9 @@ class LiveBytes:
         whose size changed (``resize_``) is counted at its new size."""
         sizes = self._sizes
         for tensor in _tensors(value):
-            storage = tensor.untyped_storage()
+            storage = storage_of(tensor)
+            if storage is None:
+                continue
             known = sizes.get(id(storage))
             if known is None:
                 self._track(storage, storage.nbytes())
@@ -156,8 +171,8 @@ class LiveBytes:
     def ignore(self, tensors: Iterable[torch.Tensor]) -> None:
         """Know ``tensors`` without counting them (their bytes are counted elsewhere)."""
         for tensor in tensors:
-            storage = tensor.untyped_storage()
-            if id(storage) not in self._sizes:
+            storage = storage_of(tensor)
+            if storage is not None and id(storage) not in self._sizes:
                 self._track(storage, 0)
 
     def add(self, nbytes: int) -> None:
@@ -276,7 +291,7 @@ class _AllocationTrace(LiveBytes):
 
     def peak_without(self, kept: Iterable[torch.Tensor]) -> int:
         """The peak of the traced bytes, leaving out the storages of ``kept``."""
-        left_out = {self._numbers.get(id(t.untyped_storage())) for t in kept}
+        left_out = {self._numbers.get(id(s)) for s in map(storage_of, kept) if s is not None}
         live = peak = 0
         for number, delta in self.events:
             if number not in left_out:

@@ -37,7 +37,7 @@ from torch.utils.hooks import RemovableHandle
 from ..instrument import CallRecorder
 from ..instrument.tensors import flatten
 from ..points import HookPoint
-from .memory import StorageSet, Where
+from .memory import StorageSet, Where, storage_of
 
 __all__ = ["PointTraining", "StepRecorder", "TrainingCosts"]
 
@@ -114,7 +114,7 @@ class StepRecorder:
         self._points = list(points)
         self._names = {id(p.module): p.name for p in self._points}
         self._forward = forward
-        self._parameter_storages = {id(p.untyped_storage()) for p in parameters}
+        self._parameter_storages = {id(s) for s in map(storage_of, parameters) if s is not None}
         self._handles: list[RemovableHandle] = []
         self._stack: list[str] = []
         self._enclosing: dict[str, tuple[str, ...]] = {}
@@ -195,8 +195,10 @@ class StepRecorder:
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         """The pack hook: count a storage saved in the forward (once, parameters excluded)."""
         if self.phase in ("forward", "loss"):
-            storage = tensor.untyped_storage()
-            if id(storage) not in self._parameter_storages and self._saved.add(storage):
+            storage = storage_of(tensor)
+            if storage is None or id(storage) in self._parameter_storages:
+                return tensor
+            if self._saved.add(storage):
                 self.self_saved[self._stack[-1] if self._stack else None] += storage.nbytes()
         return tensor
 
