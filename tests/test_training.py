@@ -19,7 +19,7 @@ import hookstats as hs
 from hookstats import ForwardError, InputSpecError
 from hookstats.cli import main
 
-from models import MLP, SmallCNN, TinyAttention, TinyTransformer
+from models import MLP, RaisesInside, SmallCNN, TinyAttention, TinyTransformer
 
 
 def train(model, *args, **kwargs):
@@ -527,7 +527,7 @@ def test_model_unchanged_after_a_step(device):
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
-def test_model_unchanged_when_loss_fn_or_backward_raises(device):
+def test_model_unchanged_when_forward_loss_fn_or_backward_raises(device):
     model, x = Net(), torch.randn(4, 6)
     before = snapshot(model)
     with pytest.raises(ForwardError, match="loss_fn raised ZeroDivisionError"):
@@ -537,6 +537,12 @@ def test_model_unchanged_when_loss_fn_or_backward_raises(device):
     before = snapshot(model)
     with pytest.raises(ForwardError, match="backward raised RuntimeError.*backward boom"):
         train(model, x, device=device)
+    assert_unchanged(model, before)
+    model, x = RaisesInside(), torch.randn(2, 4)
+    before = snapshot(model)
+    with pytest.raises(ForwardError, match="in module 'bad'") as raised:
+        train(model, x, device=device)
+    assert raised.value.hook_point == "bad"
     assert_unchanged(model, before)
 
 
