@@ -17,7 +17,7 @@ from rich.console import Console
 from torch import nn
 
 from hookstats import track
-from hookstats.hardware import precision_tradeoffs, summarize_hardware
+from hookstats.hardware import precision_table, precision_tradeoffs, summarize_hardware
 
 
 class SmallCNN(nn.Module):
@@ -46,17 +46,10 @@ def main() -> None:
             model(batches[step % len(batches)])
             step += 1
     console.print(summarize_hardware(tracker, hardware="cpu"))
-    table = precision_tradeoffs(tracker, hardware="cpu", precisions=("fp32", "bf16", "int8"))
     console.print(
-        table[
-            [
-                "precision",
-                "bytes_moved",
-                "arithmetic_intensity",
-                "memory_ms",
-                "estimated_latency_ms",
-            ]
-        ].to_string(index=False)
+        precision_table(
+            precision_tradeoffs(tracker, hardware="cpu", precisions=("fp32", "bf16", "int8"))
+        )
     )
 
 

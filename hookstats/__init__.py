@@ -32,10 +32,13 @@ from .hardware import (
     summarize_hardware,
 )
 from .metrics import (
+    ActivationContext,
+    ActivationMonitor,
     MetricContext,
     MetricRegistry,
     MetricUndefined,
     ModularAdditionTask,
+    activation_stats,
     compute_metrics,
     distance_irrelevance,
     gradient_symmetricity,
@@ -53,6 +56,8 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "HARDWARE_PRESETS",
     "ROOT_NAME",
+    "ActivationContext",
+    "ActivationMonitor",
     "CheckpointError",
     "CheckpointLogger",
     "FormulaError",
@@ -79,6 +84,7 @@ __all__ = [
     "UncountedOpsWarning",
     "UnsafeCheckpointError",
     "__version__",
+    "activation_stats",
     "compute_metrics",
     "distance_irrelevance",
     "estimate_layerwise_stats",

@@ -57,3 +57,7 @@ class TrackError(HookstatsError, RuntimeError):
 
 class FormulaError(HookstatsError, ValueError):
     """A MAC formula registration is invalid (an op registered twice without ``replace=True``)."""
+
+
+class TableError(HookstatsError, ValueError):
+    """A table option is invalid (``depth=``, ``columns=``, ``sort_by=``, ``top=``)."""

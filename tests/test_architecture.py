@@ -24,6 +24,7 @@ LAYERS = {
     "units": 0,
     "points": 1,
     "counting": 2,
+    "display": 2,
     "instrument": 3,
     "metrics": 4,
     "profiling": 5,

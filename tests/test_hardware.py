@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from rich.console import Console
+from table_text import headers, rows
 from torch import nn
 
 import hookstats as hs
@@ -207,17 +208,17 @@ def test_rendered_summary_table():
     console.print(summarize_hardware(df, 0.001, 100, peak_tflops=1.0, input_bytes=32))
     output = console.file.getvalue()
     assert "hardware summary (fp32, 100 GB/s, 1 TFLOPS)" in output
-    total = next(line for line in output.splitlines() if line.startswith("│ total"))
-    cells = [c.strip() for c in total.strip("│").split("│")]
-    # calls, bytes moved, MACs, FLOP/B, latency, GB/s, utilisation, roofline, bound
-    assert cells[1:] == [
+    total = rows(output)["total"]
+    # bytes 408 B, FLOPs 2 * 96, FLOP/B 192 / 408, latency 0.001 ms, 408 B / 1 µs, 0.408 of
+    # 100 GB/s, roofline 408 B / 100 GB/s = 4.08 ns (above 192 FLOP / 1 TFLOPS = 0.192 ns)
+    assert [total[h] for h in headers(output)[1:]] == [
         "2",
         "408 B",
-        "96",
+        "192",
         "0.471",
-        "0.001",
-        "0.408",
+        "1.00 µs",
+        "408 MB/s",
         "0.4%",
-        "4.08e-06",
+        "4.08 ns",
         "memory",
     ]

@@ -6,6 +6,7 @@ import io
 
 import torch
 from rich.console import Console
+from table_text import rows
 from torch import nn
 
 from hookstats import track
@@ -15,16 +16,6 @@ from models import MLP
 
 def text_console(**kwargs) -> Console:
     return Console(file=io.StringIO(), width=120, color_system=None, **kwargs)
-
-
-def table_rows(output: str) -> dict[str, list[str]]:
-    """Body rows of a rendered table, by their first cell."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.strip("│┃").split("│")]
-        if len(cells) > 3 and cells[0]:
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def run_mlp(console: Console, **kwargs):
@@ -38,18 +29,26 @@ def run_mlp(console: Console, **kwargs):
 def test_final_table_rows_and_numbers_sorted_by_macs():
     _, output = run_mlp(text_console(), sort_by="macs")
     assert "hookstats track (cpu, float32)" in output
-    rows = table_rows(output)
-    # columns: type, calls, output shape, act./call, MACs/call, ms/call, total ms, % time
-    assert rows["layers.0"][:5] == ["Linear", "2", "3×16", "192 B", "384"]  # 3*16*4 B; 3*8*16
-    assert rows["layers.1"][:5] == ["Linear", "2", "3×4", "48 B", "192"]  # 3*4*4 B; 3*16*4
-    assert rows["act"][:4] == ["ReLU", "4", "3×16 (+1)", "120 B"]  # (192 + 48) / 2 calls
-    assert rows["(model)"][4] == "576"  # 384 + 192
-    assert rows["layers.0"][5:7] == ["-", "-"]  # timing off: no latency
+    table = rows(output)
+    assert table["layers.0"]["type"] == "Linear" and table["layers.0"]["calls"] == "2"
+    assert table["layers.0"]["output shape"] == "3×16"
+    assert table["layers.0"]["act./call"] == "192 B"  # 3 * 16 * 4 B
+    assert table["layers.0"]["MACs/call"] == "384"  # 3 * 8 * 16
+    assert table["layers.1"]["act./call"] == "48 B"  # 3 * 4 * 4 B
+    assert table["layers.1"]["MACs/call"] == "192"  # 3 * 16 * 4
+    assert table["act"]["output shape"] == "3×16 (+1)"
+    assert table["act"]["act./call"] == "120 B"  # (192 + 48) / 2 calls
+    assert table["(model)"]["MACs/call"] == "576"  # 384 + 192
+    assert table["layers.0"]["% MACs"] == "66.7%"  # 384 / 576 of its own
+    assert table["(model)"]["% MACs"] == "0.0%"  # none of its own
+    assert "time/call" not in output  # timing off: no time columns
     # totals per forward: innermost activations 192 + 240 + 48 = 480 B, MACs 576
-    assert rows["total / forward"][1:5] == ["10", "", "480 B", "576"]
-    order = [name for name in rows if name in ("(model)", "layers.0", "layers.1", "act")]
-    assert order == ["(model)", "layers.0", "layers.1", "act"]  # by MACs: 576, 384, 192, 0
-    assert "2 forwards · 6 samples" in output
+    total = table["total / forward"]
+    assert (total["calls"], total["act./call"], total["MACs/call"]) == ("10", "480 B", "576")
+    order = [name for name in table if name in ("(model)", "layers.0", "layers.1", "act")]
+    assert order == ["layers.0", "layers.1", "(model)", "act"]  # own MACs 384, 192, 0, 0
+    assert "layers" not in table  # never called: in the tree, not in a sorted list
+    assert "2 forwards · 6 samples" in output and "timing=False" in output
 
 
 def test_top_rows_then_a_more_row_and_latency_sort():
@@ -58,10 +57,13 @@ def test_top_rows_then_a_more_row_and_latency_sort():
     with track(model, console=console, top=2) as t:
         model(torch.zeros(1, 8))
     output = console.file.getvalue()
-    rows = table_rows(output)
-    assert "… 3 more" in output  # 5 points, 2 shown
-    assert list(rows)[:2][0] == "(model)"  # the whole forward has the largest latency
+    table = rows(output)
+    assert "… 2 more" in output  # 4 called points, 2 shown
     assert t.report.timing and "in forward" in output
+    if "self_latency_ms" in t.report.to_frame().columns:  # sorted by the time in each point
+        assert "self time" in output and "spent in the hook point itself" in output
+    else:  # inclusive time until self time is recorded: the whole forward comes first
+        assert next(iter(table)) == "(model)" and "self time was not recorded" in output
 
 
 def test_no_console_and_no_live_prints_nothing(capsys):
@@ -88,16 +90,20 @@ def test_live_on_a_terminal_runs_a_live_display():
     assert not t._view.is_live
     output = console.file.getvalue()
     assert "\x1b[?25l" in output  # rich's Live hides the cursor while it refreshes
-    assert "hookstats track" in output and "1 forwards · 3 samples" in output
+    assert "hookstats track" in output and "1 forward · 3 samples" in output
 
 
-def test_rich_print_of_a_tracker():
+def test_rich_print_of_a_tracker_uses_the_tracks_top_and_sort_by():
     model = MLP((8, 16, 4))
-    with track(model, timing=False) as t:
+    with track(model, timing=False, top=1, sort_by="macs") as t:
         model(torch.zeros(3, 8))
     console = text_console()
     console.print(t)
-    assert "layers.0" in console.file.getvalue()
+    output = console.file.getvalue()
+    assert list(rows(output))[:2] == ["layers.0", "… 3 more"]  # top=1, by MACs
+    console = text_console()
+    console.print(t.table(top=3))
+    assert "… 1 more" in console.file.getvalue()
 
 
 def test_metric_columns_are_rendered():
@@ -108,6 +114,4 @@ def test_metric_columns_are_rendered():
     with track(model, points=nn.Linear, metrics=["l1"], console=console, timing=False):
         model(torch.zeros(1, 8))
     output = console.file.getvalue()
-    header = next(line for line in output.splitlines() if "hook point" in line)
-    assert header.strip("┃ ").endswith("l1")
-    assert table_rows(output)["layers.0"][-1] == "64"  # ||W||_1 = 16 * 8 * 0.5
+    assert rows(output)["layers.0"]["l1"] == "64"  # ||W||_1 = 16 * 8 * 0.5

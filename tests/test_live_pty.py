@@ -52,7 +52,7 @@ def test_live_example_renders_in_a_terminal_and_exits_cleanly():
         **os.environ,
         "HOOKSTATS_EXAMPLE_SECONDS": "0.8",
         "TERM": "xterm-256color",
-        "COLUMNS": "120",
+        "COLUMNS": "80",
         "LINES": "40",
     }
     env.pop("NO_COLOR", None)
@@ -63,3 +63,6 @@ def test_live_example_renders_in_a_terminal_and_exits_cleanly():
     assert "hookstats track (cpu, float32)" in output
     assert "forwards" in output and "samples/s" in output
     assert "hardware summary" in output and "Traceback" not in output
+    # 80 columns: whole columns are dropped (and named), the precision what-if is a table
+    assert "not shown at 80 columns" in output
+    assert "precision what-if" in output and "NaN" not in output

@@ -89,8 +89,8 @@ def test_wrong_signature_is_refused_at_registration(fn, match):
 def test_registration_validates_name_category_needs_and_duplicates():
     with pytest.raises(MetricError, match=r"'l1' is already registered.*replace=True"):
         register_metric("l1")(lambda ctx: 0.0)
-    with pytest.raises(MetricError, match="category must be 1 .* or 2"):
-        register_metric("cat3", category=3)(lambda ctx: 0.0)
+    with pytest.raises(MetricError, match="category must be 1 or 'weights'.* or 3 or 'activation'"):
+        register_metric("cat3", category=4)(lambda ctx: 0.0)
     with pytest.raises(MetricError, match=r"unknown needs \['svd'\]; choose from"):
         register_metric("needs_svd", needs=("svd",))(lambda ctx: 0.0)
     with pytest.raises(MetricError, match="identifier-like"):

@@ -45,14 +45,30 @@ def _metrics(text: str | None) -> list[str] | None:
     return [m.strip() for m in text.split(",") if m.strip()] if text else None
 
 
-def _profile_args(args: argparse.Namespace) -> dict[str, Any]:
+def _profile_args(args: argparse.Namespace, model: Any = None) -> dict[str, Any]:
     shape = _input_shape(args)
-    return {
+    options = {
         "input_shape": shape[1:],
         "batch_size": args.batch_size or shape[0],
         "device": args.device,
         "points": _points(args.points),
     }
+    if getattr(args, "input_dtype", "float") != "float":  # token ids for language models
+        from .tables import token_inputs
+
+        batch = (options.pop("batch_size"), *options.pop("input_shape"))
+        options["inputs"] = token_inputs(model, batch, args.input_dtype, args.vocab)
+    return options
+
+
+def _build_for(args: argparse.Namespace) -> Any:
+    """The model, built on the meta device (nothing allocated) with ``--device meta``."""
+    if args.device != "meta":
+        return build_from_spec(args.model)
+    import torch
+
+    with torch.device("meta"):
+        return build_from_spec(args.model)
 
 
 def _input_shape(args: argparse.Namespace) -> tuple[int, ...]:
@@ -106,8 +122,11 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     if args.optimizer and not args.train:
         raise CLIError("--optimizer describes a training step: add --train.")
     training = {"train": True, "optimizer": args.optimizer} if args.train else {}
-    report = profile(build_from_spec(args.model), **_profile_args(args), **training)
-    console.print(report)
+    model = _build_for(args)
+    report = profile(model, **_profile_args(args, model), **training)
+    console.print(
+        report.table(depth=args.depth, collapse=not args.no_collapse, max_rows=args.max_rows)
+    )
     if report.memory is not None:
         console.print(_memory_table(report), highlight=False)
     if args.csv:
@@ -239,14 +258,18 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
             frame = store.runs().drop(columns=["config", "settings"])
             console.print(_table(frame, f"runs in {args.store}", args.max_rows))
         else:
+            from .tables import metrics_tree_table
+
             frame = store.to_frame(
                 run=args.run, metric=_metrics(args.metric), hook_point=args.point
             )
             console.print(
-                _table(
+                metrics_tree_table(
                     _wide(frame, ["step", "hook_point"]),
-                    f"run {args.run!r}, hook points {args.point}",
-                    args.max_rows,
+                    title=f"run {args.run!r}, hook points {args.point}",
+                    depth=args.depth,
+                    collapse=not args.no_collapse,
+                    max_rows=args.max_rows,
                 )
             )
     return 0

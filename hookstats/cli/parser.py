@@ -23,6 +23,7 @@ from rich.console import Console
 
 from ..errors import HookstatsError
 from .commands import cmd_metrics, cmd_plot, cmd_profile, cmd_show, cmd_sweep
+from .tables import TOKEN_DTYPES, parse_depth
 
 __all__ = ["build_parser", "main"]
 
@@ -64,8 +65,10 @@ _EXAMPLES = {
     "profile": """examples:
   hookstats profile examples/small_cnn.py:build_model --input-shape 32,1,28,28
   hookstats profile torchvision.models:resnet18 --input-shape 1,3,224,224 --device meta
+  hookstats profile mypkg.models:build --input-shape 1,3,32,32 --points 'layer*' --csv costs.csv
   hookstats profile pkg.models:build --input-shape 8,3,224,224 --device meta --train --optimizer sgd
-  hookstats profile mypkg.models:build --input-shape 1,3,32,32 --points 'layer*' --csv costs.csv""",
+  hookstats profile mypkg.llm:build_gpt2 --input-shape 1,128 --input-dtype int64 --vocab 50257 \\
+      --device meta --depth 3""",
     "metrics": """examples:
   hookstats metrics examples/small_cnn.py:build_model
   hookstats metrics mypkg.models:build --checkpoint ckpts/step_1000.pt --metrics l1,l2""",
@@ -78,6 +81,7 @@ Run it again to resume: completed checkpoints are skipped, failed ones are retri
   hookstats show runs.sqlite                         # the runs
   hookstats show runs.sqlite --run baseline          # metrics of (model) per step
   hookstats show runs.sqlite --run baseline --point 'conv1' --metric l1,l2
+  hookstats show runs.sqlite --run baseline --point '*' --depth 2 --no-collapse
   hookstats show runs.sqlite --failures
   hookstats show runs.sqlite --run baseline --csv baseline.csv --parquet baseline.parquet""",
     "plot": """examples:
@@ -139,6 +143,21 @@ def _add_metric_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tree_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--depth",
+        type=parse_depth,
+        default=None,
+        metavar="N",
+        help="tree levels shown below the top, or 'all' (default: as many as fit 50 rows)",
+    )
+    parser.add_argument(
+        "--no-collapse",
+        action="store_true",
+        help="one row per repeated block instead of one row 'layers.0–31 ×32'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of :func:`main` (one sub-command per task, each with examples)."""
     parser = argparse.ArgumentParser(
@@ -162,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prof.add_argument("--csv", help="also write the table as CSV")
     prof.add_argument("--per-call", action="store_true", help="CSV: one row per call")
+    prof.add_argument(
+        "--input-dtype",
+        choices=["float", *TOKEN_DTYPES],
+        default="float",
+        help="float (default: a random input in the model's dtype) or int64/int32 token ids "
+        "for language models",
+    )
+    prof.add_argument(
+        "--vocab",
+        type=int,
+        metavar="N",
+        help="token ids are drawn from 0..N-1 (default: the smallest nn.Embedding of the model)",
+    )
     met = _subparser(commands, "metrics")
     met.add_argument("model", help="package.module:factory or path/file.py:factory")
     met.add_argument("--checkpoint", help="load these weights first (.pt/.safetensors)")
@@ -195,4 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--batch-sizes", default="1,8,16,32,64", help="memory: batch sizes")
     for sub in (prof, met, show):
         sub.add_argument("--max-rows", type=int, default=60, help="rows shown (default 60)")
+    for sub in (prof, show):
+        _add_tree_options(sub)
     return parser

@@ -4,7 +4,8 @@ precision what-if (:func:`precision_tradeoffs`), a training step's rows and MFU
 table.
 
 May import: numpy, pandas, torch, :mod:`hookstats.errors`, :mod:`hookstats.points`,
-:mod:`hookstats.units`, :mod:`hookstats.profiling` and :mod:`hookstats.tracking`.
+:mod:`hookstats.units`, :mod:`hookstats.display`, :mod:`hookstats.profiling` and
+:mod:`hookstats.tracking`.
 """
 
 from .presets import (
@@ -16,6 +17,7 @@ from .presets import (
     measure_cpu,
 )
 from .roofline import LAYER_COLUMNS, TOTAL_ROW, HardwareSummary, summarize_hardware
+from .table import hardware_table, precision_table
 from .tradeoffs import precision_tradeoffs
 from .training import model_flops
 
@@ -28,8 +30,10 @@ __all__ = [
     "HardwareSummary",
     "canonical_precision",
     "hardware_spec",
+    "hardware_table",
     "measure_cpu",
     "model_flops",
+    "precision_table",
     "precision_tradeoffs",
     "summarize_hardware",
 ]

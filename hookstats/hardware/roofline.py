@@ -155,6 +155,37 @@ class HardwareSummary:
 
         return hardware_table(self)
 
+    def table(
+        self,
+        *,
+        depth: int | str | None = None,
+        collapse: bool = True,
+        columns: Any = None,
+        max_rows: int | None = 30,
+    ) -> Any:
+        """The summary as a rich table that fits the console (HTML in Jupyter); the options
+        are :meth:`hookstats.Report.table`'s. See :func:`hookstats.hardware.table.hardware_table`.
+        """
+        from .table import hardware_table
+
+        return hardware_table(
+            self,
+            depth=depth,  # type: ignore[arg-type]
+            collapse=collapse,
+            columns=columns,
+            max_rows=max_rows,
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle
+
+        return mimebundle(self.table())
+
+    def _repr_html_(self) -> str:
+        from ..display import to_html
+
+        return to_html(self.table())
+
 
 def _as_frame(data: HardwareSource) -> tuple[pd.DataFrame, str | None, float | None]:
     """The frame, its precision (objects know it) and its total latency (``track`` knows it)."""

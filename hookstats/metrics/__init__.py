@@ -10,10 +10,12 @@ Modules: :mod:`.registry` (MetricSpec, MetricRegistry, register_metric), :mod:`.
 (MetricContext, MetricUndefined), :mod:`.params` (per-call parameter store), :mod:`.spectrum`
 (Gram/Lanczos singular values), :mod:`.order` (pooled medians), :mod:`.blocks` (blockwise
 float64 sums), :mod:`.parallel` (one matrix per worker thread), :mod:`.weight`,
-:mod:`.spectral` and :mod:`.modular` (the built-in metrics), :mod:`.compute` (compute_metrics).
+:mod:`.spectral` and :mod:`.modular` (the built-in metrics), :mod:`.compute` (compute_metrics),
+:mod:`.moments` (streamed float64 moments) and :mod:`.activation` (activation metrics, the
+category-3 built-ins, ActivationMonitor and activation_stats).
 
 May import: torch, numpy, pandas, :mod:`hookstats.errors`, :mod:`hookstats.points` and
-:mod:`hookstats.instrument` (model state).
+:mod:`hookstats.instrument` (model state; the tensor walker for activation metrics).
 """
 
 from importlib import import_module
@@ -29,12 +31,16 @@ from .registry import (
 )
 
 __all__ = [
+    "ActivationContext",
+    "ActivationMonitor",
     "MetricContext",
     "MetricNames",
     "MetricRegistry",
     "MetricSpec",
     "MetricUndefined",
     "ModularAdditionTask",
+    "Moments",
+    "activation_stats",
     "compute_metrics",
     "distance_irrelevance",
     "gradient_symmetricity",
@@ -43,11 +49,17 @@ __all__ = [
     "unregister_metric",
 ]
 
-for _builtin in ("weight", "spectral", "modular"):  # the built-ins, in the seed's table order
+for _builtin in ("weight", "spectral", "modular", "activation"):  # built-ins, in table order
     import_module(f"{__name__}.{_builtin}")
 
+from .activation import (  # noqa: E402  (registered above, after the modular metrics)
+    ActivationContext,
+    ActivationMonitor,
+    activation_stats,
+)
 from .modular import (  # noqa: E402  (registered above, after the weight metrics)
     ModularAdditionTask,
     distance_irrelevance,
     gradient_symmetricity,
 )
+from .moments import Moments  # noqa: E402

@@ -15,6 +15,16 @@ compute the expensive shared inputs once, in bulk, before any metric runs:
 * ``"median"`` -- pooled medians of weights and biases (one radix pass over every tensor);
 * ``"task"`` -- a category-2 metric that needs the model and ``task=``.
 
+Categories say where a metric's input comes from. They are numbered, and each number has a
+name that reads better in a decorator; both spellings are accepted everywhere:
+
+* ``1`` or ``"weights"`` -- ``fn(ctx: MetricContext)`` reads a hook point's weights (the default);
+* ``2`` or ``"task"`` -- ``fn(ctx: MetricContext)`` needs the model and ``task=``;
+* ``3`` or ``"activation"`` -- ``fn(ctx: ActivationContext)`` reads the statistics streamed from
+  a hook point's outputs during forwards (:mod:`hookstats.metrics.activation`); it declares no
+  needs. ``compute_metrics`` (weights only) refuses these with a pointer to
+  :func:`~hookstats.metrics.activation.activation_stats`.
+
 Undeclared needs still work (the context computes what is touched, lazily); declaring them
 only makes a run faster.
 
@@ -33,26 +43,39 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, SupportsFloat, TypeVar
 
 from ..errors import MetricError
+from .context import MetricUndefined
 
-if TYPE_CHECKING:
-    from .context import MetricContext
-
-MetricFn = Callable[["MetricContext"], float]
+MetricFn = Callable[[Any], float]
+"""``fn(ctx) -> float``: ``ctx`` is a MetricContext (category 1, 2) or ActivationContext (3)."""
+F = TypeVar("F", bound=Callable[[Any], float])
 
 NEEDS = frozenset({"weights", "biases", "matrices", "spectrum", "sigma_max", "median", "task"})
-CATEGORIES = (1, 2)
+WEIGHTS, TASK, ACTIVATION = 1, 2, 3
+CATEGORIES = (WEIGHTS, TASK, ACTIVATION)
+CATEGORY_NAMES = {WEIGHTS: "weights", TASK: "task", ACTIVATION: "activation"}
+"""The name of each category number; ``category=`` takes either."""
+Category = int | str
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 __all__ = [
+    "ACTIVATION",
+    "CATEGORIES",
+    "CATEGORY_NAMES",
     "NEEDS",
+    "TASK",
+    "WEIGHTS",
+    "Category",
     "MetricRegistry",
     "MetricSpec",
+    "category_number",
+    "evaluate",
     "metric_registry",
     "register_metric",
     "unregister_metric",
@@ -66,7 +89,8 @@ class MetricSpec:
     Attributes:
         name: the metric's name, the ``metric`` column of ``compute_metrics``.
         fn: ``fn(ctx) -> float``.
-        category: 1 (reads a hook point's weights) or 2 (needs the model and a task).
+        category: 1 (reads a hook point's weights), 2 (needs the model and a task) or 3
+            (reads a hook point's streamed outputs); see :data:`CATEGORY_NAMES`.
         needs: what the metric reads (see the module docstring), used to prefetch.
         description: one line, from the function's docstring unless given.
         task_hint: for category 2, what to pass as ``task=`` (used in error messages).
@@ -97,36 +121,107 @@ def _check_signature(name: str, fn: Any) -> None:
         ) from None
 
 
+def category_number(category: Category, *, what: str = "category") -> int:
+    """The number of a category given as a number or a name (see :data:`CATEGORY_NAMES`).
+
+    Raises:
+        MetricError: neither a known number nor a known name.
+
+    Example:
+        >>> category_number("activation"), category_number(1)
+        (3, 1)
+    """
+    if isinstance(category, str):
+        for number, label in CATEGORY_NAMES.items():
+            if category == label:
+                return number
+    elif isinstance(category, int) and not isinstance(category, bool) and category in CATEGORIES:
+        return category
+    raise MetricError(
+        f"{what} must be 1 or 'weights' (reads weights), 2 or 'task' (model + task), or 3 or "
+        f"'activation' (streams hook-point outputs), got {category!r}."
+    )
+
+
 def _make_spec(
-    name: str, fn: MetricFn, category: int, needs: Iterable[str], description: str, task_hint: str
+    name: str,
+    fn: MetricFn,
+    category: Category,
+    needs: Iterable[str],
+    description: str,
+    task_hint: str,
 ) -> MetricSpec:
     if not isinstance(name, str) or not _NAME.match(name):
         raise MetricError(
             f"metric name must be a non-empty identifier-like string (letters, digits, '_', "
             f"'.', '-'), got {name!r}."
         )
-    if category not in CATEGORIES:
-        raise MetricError(
-            f"metric {name!r}: category must be 1 (weights) or 2 (model + task), got {category!r}."
-        )
+    number = category_number(category, what=f"metric {name!r}: category")
     if isinstance(needs, str):
         needs = (needs,)
     needs_set = frozenset(needs)
     unknown = sorted(needs_set - NEEDS)
     if unknown:
         raise MetricError(f"metric {name!r}: unknown needs {unknown}; choose from {sorted(NEEDS)}.")
-    if category == 2:
+    if number == ACTIVATION and needs_set:
+        raise MetricError(
+            f"metric {name!r}: an activation metric reads only the statistics streamed from the "
+            f"hook point's outputs (its ActivationContext), so it declares no needs; got "
+            f"needs={sorted(needs_set)}. Drop needs=, or register it as category 1."
+        )
+    if number == TASK:
         needs_set |= {"task"}
     _check_signature(name, fn)
     doc = inspect.getdoc(fn) or ""
     return MetricSpec(
         name=name,
         fn=fn,
-        category=category,
+        category=number,
         needs=needs_set,
         description=description or (doc.splitlines()[0] if doc else ""),
         task_hint=task_hint,
     )
+
+
+def _wrong_category(spec: MetricSpec, allowed: list[int]) -> MetricError:
+    if spec.category == ACTIVATION:
+        return MetricError(
+            f"metric {spec.name!r} is an activation metric (category 3): it is computed from the "
+            "outputs each hook point produces during forwards, not from weights. Use "
+            f"hs.activation_stats(model, points, [{spec.name!r}], inputs=...) or "
+            "hs.ActivationMonitor, or leave it out of metrics=."
+        )
+    wanted = " or ".join(f"{n} ({CATEGORY_NAMES[n]})" for n in allowed)
+    return MetricError(
+        f"metric {spec.name!r} is category {spec.category} ({CATEGORY_NAMES[spec.category]}); "
+        f"only category {wanted} metrics can be computed here. Leave it out of metrics=."
+    )
+
+
+def evaluate(spec: MetricSpec, ctx: Any) -> tuple[float, str]:
+    """Run one metric on its context: ``(value, note)``; never raises for a plugin's failure.
+
+    An undefined case (:class:`~hookstats.metrics.context.MetricUndefined`) gives NaN with its
+    message as note; any other exception gives NaN with ``"error: <Type>: <message>"``.
+
+    Example:
+        >>> spec = metric_registry.get("act_mean")
+        >>> evaluate(spec, object())[1]
+        "error: AttributeError: 'object' object has no attribute 'mean'"
+    """
+    try:
+        result: Any = spec.fn(ctx)
+    except MetricUndefined as exc:
+        return math.nan, str(exc)
+    except Exception as exc:  # a broken plugin must not fail the run
+        return math.nan, f"error: {type(exc).__name__}: {exc}"
+    try:
+        if isinstance(result, str | bytes) or not isinstance(result, SupportsFloat):
+            raise TypeError
+        value = float(result)
+    except (TypeError, ValueError, RuntimeError):
+        return math.nan, f"error: metric returned {type(result).__name__}, expected a float"
+    return value, ("" if value == value else "metric returned NaN")
 
 
 class MetricRegistry:
@@ -147,13 +242,13 @@ class MetricRegistry:
     def register_metric(
         self,
         name: str,
-        category: int = 1,
+        category: Category = WEIGHTS,
         needs: Iterable[str] = (),
         *,
         description: str = "",
         task_hint: str = "",
         replace: bool = False,
-    ) -> Callable[[MetricFn], MetricFn]:
+    ) -> Callable[[F], F]:
         """Decorator registering ``fn(ctx) -> float`` as metric ``name`` (see the module doc).
 
         Raises:
@@ -161,7 +256,7 @@ class MetricRegistry:
                 the function cannot be called with one argument.
         """
 
-        def decorator(fn: MetricFn) -> MetricFn:
+        def decorator(fn: F) -> F:
             self.add(_make_spec(name, fn, category, needs, description, task_hint), replace=replace)
             return fn
 
@@ -190,19 +285,40 @@ class MetricRegistry:
             raise self._unknown([name])
         return self._specs[name]
 
-    def names(self, category: int | None = None) -> list[str]:
-        """Registered names in registration order, optionally of one category."""
-        return [n for n, s in self._specs.items() if category is None or s.category == category]
+    def names(self, category: Category | None = None) -> list[str]:
+        """Registered names in registration order, optionally of one category (number or name).
 
-    def resolve(self, metrics: str | Iterable[str] | None) -> list[MetricSpec]:
-        """Turn a ``metrics=`` argument into specs: ``None`` means every category-1 metric.
+        Example:
+            >>> metric_registry.names("activation")[:2]
+            ['act_mean', 'act_std']
+        """
+        if category is None:
+            return list(self._specs)
+        number = category_number(category)
+        return [n for n, s in self._specs.items() if s.category == number]
+
+    def resolve(
+        self,
+        metrics: str | Iterable[str] | None,
+        *,
+        categories: Iterable[Category] = (WEIGHTS, TASK),
+    ) -> list[MetricSpec]:
+        """Turn a ``metrics=`` argument into specs: ``None`` means every category-1 metric,
+        or every metric of the first of ``categories`` when category 1 is not among them.
+
+        ``categories`` are those the caller can compute: weight metrics by default, so an
+        activation metric given to ``compute_metrics`` gets an error naming the function that
+        computes it.
 
         Raises:
-            MetricError: an empty list, a non-string entry, or names that are not registered
-                (the message lists the available names and close matches).
+            MetricError: an empty list, a non-string entry, names that are not registered
+                (the message lists the available names and close matches), or a metric of a
+                category the caller cannot compute.
         """
+        allowed = [category_number(c) for c in categories]
         if metrics is None:
-            return [s for s in self._specs.values() if s.category == 1]
+            default = WEIGHTS if WEIGHTS in allowed else allowed[0]
+            return [s for s in self._specs.values() if s.category == default]
         names = [metrics] if isinstance(metrics, str) else list(metrics)
         if not names:
             raise MetricError("metrics= is empty: name at least one metric, or pass None for all.")
@@ -212,7 +328,11 @@ class MetricRegistry:
         unknown = [n for n in names if n not in self._specs]
         if unknown:
             raise self._unknown(unknown)
-        return [self._specs[n] for n in dict.fromkeys(names)]
+        specs = [self._specs[n] for n in dict.fromkeys(names)]
+        for spec in specs:
+            if spec.category not in allowed:
+                raise _wrong_category(spec, allowed)
+        return specs
 
     def _unknown(self, names: list[str]) -> MetricError:
         available = self.names()
@@ -242,19 +362,21 @@ metric_registry = MetricRegistry()
 
 def register_metric(
     name: str,
-    category: int = 1,
+    category: Category = WEIGHTS,
     needs: Iterable[str] = (),
     *,
     description: str = "",
     task_hint: str = "",
     replace: bool = False,
-) -> Callable[[MetricFn], MetricFn]:
+) -> Callable[[F], F]:
     """Register ``fn(ctx) -> float`` as metric ``name`` in the global registry.
 
     Args:
         name: the metric's name in ``compute_metrics`` output.
-        category: 1 = computed from each hook point's weights (and for the whole model);
-            2 = needs the model and ``task=``, computed on the ``(model)`` row only.
+        category: 1 or ``"weights"`` = computed from each hook point's weights (and for the
+            whole model); 2 or ``"task"`` = needs the model and ``task=``, computed on the
+            ``(model)`` row only; 3 or ``"activation"`` = ``fn(ctx: ActivationContext)``, from
+            the statistics of each hook point's outputs streamed during forwards.
         needs: what the metric reads, from ``NEEDS``; lets compute_metrics prefetch in bulk.
         description: one line for listings (default: first line of the docstring).
         task_hint: category 2 only: what to pass as ``task=``, quoted in the error when missing.
@@ -269,7 +391,11 @@ def register_metric(
         >>> @register_metric("n_matrices", needs=("matrices",))
         ... def n_matrices(ctx):
         ...     return float(len(ctx.matrices))
-        >>> unregister_metric("n_matrices")
+        >>> @register_metric("act_m2", category="activation")
+        ... def act_m2(ctx):
+        ...     "Mean of the squared outputs."
+        ...     return ctx.mean**2 + ctx.variance
+        >>> unregister_metric("n_matrices"); unregister_metric("act_m2")
     """
     return metric_registry.register_metric(
         name, category, needs, description=description, task_hint=task_hint, replace=replace

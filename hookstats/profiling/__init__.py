@@ -4,7 +4,7 @@ step: :class:`TrainingCosts` per hook point and the step's :class:`MemoryEstimat
 :func:`estimate_layerwise_stats`.
 
 May import: :mod:`hookstats.instrument`, :mod:`hookstats.counting`, :mod:`hookstats.points`,
-:mod:`hookstats.units`, :mod:`hookstats.errors`.
+:mod:`hookstats.units`, :mod:`hookstats.display`, :mod:`hookstats.errors`.
 """
 
 from .layerwise import SEED_COLUMNS, estimate_layerwise_stats

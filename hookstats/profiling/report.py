@@ -168,3 +168,50 @@ class Report:
         from .table import ReportView
 
         return ReportView(self)
+
+    def table(
+        self,
+        *,
+        depth: int | str | None = None,
+        collapse: bool = True,
+        columns: Any = None,
+        max_rows: int | None = None,
+    ) -> Any:
+        """The report as a rich table that fits the console it is printed on.
+
+        Args:
+            depth: levels of the tree below the top: an int, ``"all"``, or None (the deepest
+                level that keeps the table within 50 rows).
+            collapse: put consecutive identical blocks in one row (``h.0–11 ×12``, costs
+                summed); False shows each.
+            columns: the columns to show (keys or headers, e.g. ``["params", "MACs"]``);
+                default all that fit.
+            max_rows: show at most this many rows (a "… n more rows" row follows).
+
+        Returns:
+            A renderable for ``rich.print`` or ``console.print`` (HTML in Jupyter).
+
+        Example:
+            >>> import rich, torch.nn as nn, hookstats as hs
+            >>> report = hs.profile(nn.Sequential(nn.Linear(8, 4)), input_shape=(8,))
+            >>> rich.print(report.table(depth=1))  # doctest: +SKIP
+        """
+        from .table import report_table
+
+        return report_table(
+            self,
+            depth=depth,  # type: ignore[arg-type]
+            collapse=collapse,
+            columns=columns,
+            max_rows=max_rows,
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle
+
+        return mimebundle(self.table())
+
+    def _repr_html_(self) -> str:
+        from ..display import to_html
+
+        return to_html(self.table())

@@ -3,7 +3,7 @@
 files, in this process or on an executor).
 
 May import: :mod:`hookstats.metrics`, :mod:`hookstats.profiling`, :mod:`hookstats.points`,
-:mod:`hookstats.errors`.
+:mod:`hookstats.display`, :mod:`hookstats.errors`.
 """
 
 from .checkpoints import LoadedCheckpoint, find_checkpoints, load_checkpoint, load_into

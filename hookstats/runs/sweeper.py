@@ -76,6 +76,21 @@ class SweepSummary:
             f"failed of {self.total} checkpoints in {self.seconds:.1f} s"
         )
 
+    def __rich__(self) -> Any:
+        from .table import sweep_view
+
+        return sweep_view(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle
+
+        return mimebundle(self)
+
+    def _repr_html_(self) -> str:
+        from ..display import to_html
+
+        return to_html(self)
+
 
 def _record(store: MetricStore, run: str, outcome: Outcome, summary: SweepSummary) -> None:
     if outcome.frame is None:

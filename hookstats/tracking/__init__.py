@@ -3,7 +3,8 @@ owns every hook), whose snapshots are :class:`TrackReport` objects; the per-sign
 cache, CUDA timing, the running totals, the table and the live view live here too.
 
 May import: :mod:`hookstats.instrument`, :mod:`hookstats.counting`, :mod:`hookstats.metrics`,
-:mod:`hookstats.points`, :mod:`hookstats.units`, :mod:`hookstats.errors`.
+:mod:`hookstats.points`, :mod:`hookstats.units`, :mod:`hookstats.display`,
+:mod:`hookstats.errors`.
 """
 
 from .report import TRACK_COLUMNS, TrackReport

@@ -17,18 +17,18 @@ Example:
     >>> "hookstats track" in console.file.getvalue()
     True
 
-May import: rich and :mod:`hookstats.tracking` siblings.
+May import: rich, :mod:`hookstats.display` and :mod:`hookstats.tracking` siblings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
+from ..display import FittedTable
 from .table import track_table
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ class LiveView:
         snapshot: returns the current :class:`~hookstats.tracking.report.TrackReport`.
         console: where to render; a default ``Console()`` when ``live`` and none is given.
         live: refresh a table while the block runs (terminals and Jupyter only).
-        sort_by, top: passed to :func:`track_table`.
+        sort_by, top: the table's defaults (see :func:`track_table`); ``rich.print(tracker)``
+            and ``tracker.table()`` use them too.
         refresh_per_second: the most refreshes per second (4).
 
     Output happens only when ``live`` is true or a console is given: live in a terminal or
@@ -75,9 +76,15 @@ class LiveView:
         """True while a rich ``Live`` display is running."""
         return self._live is not None
 
-    def render(self) -> Table:
+    def table(self, **options: Any) -> FittedTable:
+        """The table of a fresh snapshot, with this view's ``sort_by``/``top`` unless given."""
+        options.setdefault("sort_by", self._sort_by)
+        options.setdefault("top", self._top)
+        return track_table(self._snapshot(), **options)
+
+    def render(self) -> FittedTable:
         """The table of a fresh snapshot."""
-        return track_table(self._snapshot(), sort_by=self._sort_by, top=self._top)
+        return self.table()
 
     def start(self) -> None:
         """Start the live display when asked for and the console can show one."""

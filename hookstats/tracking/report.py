@@ -199,3 +199,50 @@ class TrackReport:
         from .table import track_table
 
         return track_table(self)
+
+    def table(
+        self,
+        *,
+        sort_by: str | None = "latency",
+        top: int = 15,
+        depth: int | str | None = None,
+        collapse: bool = True,
+        columns: Any = None,
+    ) -> Any:
+        """The report as a rich table that fits the console it is printed on.
+
+        Args:
+            sort_by: ``"latency"`` or ``"self_time"`` (time in the hook point itself, nested
+                ones excluded; inclusive time when self time is not recorded),
+                ``"total_time"`` (inclusive), ``"macs"`` (its own MACs), or None: every hook
+                point as a tree, in module order.
+            top: rows shown when sorted (a "… n more" row follows).
+            depth: levels below the top: an int, ``"all"``, or None (sorted: all; tree: the
+                deepest level that keeps it within 50 rows).
+            collapse: put consecutive identical blocks in one row (``layers.0–31 ×32``, costs
+                summed); False shows each.
+            columns: the columns to show (keys or headers); default all that fit.
+
+        Returns:
+            A renderable for ``rich.print`` or ``console.print`` (HTML in Jupyter).
+        """
+        from .table import track_table
+
+        return track_table(
+            self,
+            sort_by=sort_by,
+            top=top,
+            depth=depth,  # type: ignore[arg-type]
+            collapse=collapse,
+            columns=columns,
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle
+
+        return mimebundle(self.table())
+
+    def _repr_html_(self) -> str:
+        from ..display import to_html
+
+        return to_html(self.table())

@@ -295,7 +295,35 @@ class Tracker:
         return self.report.to_frame()
 
     def __rich__(self) -> Any:
-        return self.report.__rich__()
+        return self.table()
+
+    def table(
+        self,
+        *,
+        sort_by: str | None = "track",
+        top: int | None = None,
+        depth: int | str | None = None,
+        collapse: bool = True,
+        columns: Any = None,
+    ) -> Any:
+        """The table of a fresh snapshot; ``sort_by``/``top`` default to those given to
+        :func:`track` (``sort_by="track"``). See :meth:`TrackReport.table` for the options."""
+        options: dict[str, Any] = {"depth": depth, "collapse": collapse, "columns": columns}
+        if sort_by != "track":
+            options["sort_by"] = sort_by
+        if top is not None:
+            options["top"] = top
+        return self._view.table(**options)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle
+
+        return mimebundle(self.table())
+
+    def _repr_html_(self) -> str:
+        from ..display import to_html
+
+        return to_html(self.table())
 
 
 def _check_metrics(metrics: MetricNames) -> None:
