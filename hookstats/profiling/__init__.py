@@ -8,7 +8,8 @@ May import: :mod:`hookstats.instrument`, :mod:`hookstats.counting`, :mod:`hookst
 """
 
 from .layerwise import SEED_COLUMNS, estimate_layerwise_stats
-from .memory import OPTIMIZERS, MemoryEstimate
+from .memory import MemoryEstimate
+from .optimizer import OPTIMIZERS
 from .profiler import profile
 from .report import TRAINING_COLUMNS, Report
 from .step_recorder import PointTraining, TrainingCosts

@@ -31,7 +31,7 @@ from ..instrument.placement import (
 )
 from ..instrument.point_info import point_infos
 from ..points import HookPoint, PointSpec, select_points
-from .memory import OptimizerSpec
+from .optimizer import OptimizerSpec
 from .report import Report
 from .training import LossFn, profile_training
 

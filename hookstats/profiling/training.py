@@ -8,7 +8,7 @@ storage, so nothing is copied; ``requires_grad`` as the parameter's), clones of 
 (batch norm updates its running statistics in training mode), or the placement's meta/fake/cast
 substitutes -- so the gradients land on the stand-ins, never on the parameters' ``.grad``. The
 optimizer is built on meta shadows of the trainable parameters
-(:func:`~hookstats.profiling.memory.optimizer_memory`). The training flags are set for the
+(:func:`~hookstats.profiling.optimizer.optimizer_memory`). The training flags are set for the
 step and restored, the RNG state is forked (dropout draws from it), every hook is removed in
 ``finally``, also when the forward, the loss function or the backward raises.
 
@@ -49,14 +49,8 @@ from ..instrument.placement import (
 from ..instrument.point_info import point_infos
 from ..instrument.tensors import flatten
 from ..points import HookPoint, PointSpec, select_points
-from .memory import (
-    LiveBytes,
-    MemoryEstimate,
-    OptimizerSpec,
-    optimizer_memory,
-    optimizer_name,
-    storage_bytes,
-)
+from .memory import LiveBytes, MemoryEstimate, storage_bytes
+from .optimizer import OptimizerSpec, optimizer_memory, optimizer_name
 from .report import Report
 from .step_recorder import StepRecorder, TrainingCosts
 
