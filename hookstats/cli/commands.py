@@ -138,15 +138,43 @@ def _write_frame(frame: pd.DataFrame, csv: str | None, console: Console) -> None
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from ..profiling import profile
 
+    if args.optimizer and not args.train:
+        raise CLIError("--optimizer describes a training step: add --train.")
+    training = {"train": True, "optimizer": args.optimizer} if args.train else {}
     model = _build_for(args)
-    report = profile(model, **_profile_args(args, model))
+    report = profile(model, **_profile_args(args, model), **training)
     console.print(
         report.table(depth=args.depth, collapse=not args.no_collapse, max_rows=args.max_rows)
     )
+    if report.memory is not None:
+        console.print(_memory_table(report), highlight=False)
     if args.csv:
         report.to_csv(args.csv, per_call=args.per_call)
         console.print(f"wrote {args.csv}")
     return 0
+
+
+def _memory_table(report: Any) -> Table:
+    """The training step's totals and memory (``profile --train``)."""
+    from ..units import format_bytes, format_count
+
+    memory = report.memory
+    table = Table(title="training step", header_style="bold", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("forward MACs", format_count(report.training.forward_macs)),
+        ("backward MACs", format_count(report.total("backward_macs"))),
+        ("parameters", format_bytes(memory.parameters)),
+        ("gradients", format_bytes(memory.gradients)),
+        (f"optimizer state ({memory.optimizer or 'none'})", format_bytes(memory.optimizer_state)),
+        ("saved for backward", format_bytes(memory.saved_activations)),
+        ("peak", format_bytes(memory.peak)),
+        ("peak during", f"{memory.peak_phase} ({memory.peak_hook_point or '-'})"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
 
 
 def _load_weights(model: Any, checkpoint: str, safe_globals: list[Any] | None) -> None:

@@ -94,6 +94,7 @@ _EXAMPLES = {
   hookstats profile examples/small_cnn.py:build_model --input-shape 32,1,28,28
   hookstats profile torchvision.models:resnet18 --input-shape 1,3,224,224 --device meta
   hookstats profile mypkg.models:build --input-shape 1,3,32,32 --points 'layer*' --csv costs.csv
+  hookstats profile pkg.models:build --input-shape 8,3,224,224 --device meta --train --optimizer sgd
   hookstats profile mypkg.llm:build_gpt2 --input-shape 1,128 --input-dtype int64 --vocab 50257 \\
       --device meta --depth 3""",
     "metrics": """examples:
@@ -209,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("model", help="package.module:factory or path/file.py:factory")
     _add_shape(prof)
     _add_selection(prof)
+    prof.add_argument(
+        "--train",
+        action="store_true",
+        help="profile a training step: backward MACs, saved bytes, peak memory",
+    )
+    prof.add_argument(
+        "--optimizer",
+        help="with --train: count this optimizer's state, e.g. sgd, sgd_momentum, adam, adamw",
+    )
     prof.add_argument("--csv", help="also write the table as CSV")
     prof.add_argument("--per-call", action="store_true", help="CSV: one row per call")
     prof.add_argument(

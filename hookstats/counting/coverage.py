@@ -56,7 +56,7 @@ _NOT_WORK = frozenset(
 def carries_matrix_work(op_name: str) -> bool:
     """True when an op named ``op_name`` (packet name, e.g. ``"_cudnn_rnn"``) does MAC work."""
     name = op_name.split("::")[-1].split(".")[0]
-    if name in _NOT_WORK or name.endswith("_backward"):
+    if name in _NOT_WORK:
         return False
     tokens = [t for t in name.split("_") if t]
     return any(t in _WORK_TOKENS or t.startswith(_WORK_PREFIXES) for t in tokens)

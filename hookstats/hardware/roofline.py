@@ -19,6 +19,11 @@ Definitions (one row = one layer or hook point; units in the column names):
 
 Every row is named by its ``hook_point`` (the seed table's ``layer`` becomes ``hook_point``).
 
+A training report (``profile(..., train=True)``) is read as the rows of one step -- forward,
+backward and the optimizer, see :mod:`hookstats.hardware.training` -- so the roofline time is
+the step's time bound, and with the measured step time as ``latency_ms`` the total row also has
+``model_flops`` and ``mfu`` (model FLOPs utilization).
+
 Inputs accepted: the seed table of :func:`hookstats.estimate_layerwise_stats` (columns ``layer,
 output_elements, parameter_bytes, activation_bytes, macs``), a ``Report.to_frame()`` or
 ``track()`` frame (``hook_point`` ... ``input_bytes``, ``calls``, ``latency_ms``), or those
@@ -29,8 +34,8 @@ parameters and MACs are each layer's own); in hierarchical frames only the inner
 (no selected descendant, by :func:`hookstats.points.innermost_flags`) enter the totals, so
 nothing is counted twice (``counted`` column).
 
-May import: numpy, pandas, :mod:`hookstats.errors`, :mod:`hookstats.points`, and the reports
-of :mod:`hookstats.profiling` and :mod:`hookstats.tracking` (to read them).
+May import: numpy, pandas, :mod:`hookstats.errors`, :mod:`hookstats.points`, the reports
+of :mod:`hookstats.profiling` and :mod:`hookstats.tracking` (to read them), and its own package.
 
 Example:
     >>> import pandas as pd
@@ -57,6 +62,7 @@ from ..points import innermost_flags
 from ..profiling import Report
 from ..tracking import Tracker, TrackReport
 from .presets import PRECISION_BITS, HardwareSpec, canonical_precision, hardware_spec
+from .training import step_totals, training_frame
 
 __all__ = ["LAYER_COLUMNS", "TOTAL_ROW", "HardwareSummary", "summarize_hardware"]
 
@@ -189,6 +195,8 @@ def _as_frame(data: HardwareSource) -> tuple[pd.DataFrame, str | None, float | N
         data = data.report
     if isinstance(data, TrackReport):
         return data.to_frame(), data.dtype, data.total("latency_ms") or None
+    if isinstance(data, Report) and data.training is not None:
+        return training_frame(data), data.dtype, None
     if isinstance(data, Report):
         return data.to_frame(), data.dtype, None
     raise InputSpecError(
@@ -222,7 +230,10 @@ def _layer_rows(frame: pd.DataFrame, input_bytes: int | None, scale: float) -> p
         frame["latency_ms"].to_numpy(dtype=float) if "latency_ms" in frame.columns else math.nan
     )
     rows["input_estimated"] = estimated
-    rows["counted"] = [True] * len(names) if name_column == "layer" else innermost_flags(names)
+    if "counted" in frame.columns:  # a training step's rows say which ones count
+        rows["counted"] = frame["counted"].to_numpy(dtype=bool)
+    else:
+        rows["counted"] = [True] * len(names) if name_column == "layer" else innermost_flags(names)
     return rows
 
 
@@ -400,6 +411,12 @@ def summarize_hardware(
     layers = _derive(rows, bandwidth, peak, measured)
     total = _total_row(layers, latency_ms, bandwidth, peak, measured)
     notes = []
+    if isinstance(df, Report) and df.training is not None:
+        total.update(step_totals(df, total["latency_ms"], peak, measured))
+        notes.append(
+            "training step: forward, (backward).* and (optimizer) rows; latency_ms is the "
+            "step time; mfu = model_flops (recomputation excluded) / (latency x peak)"
+        )
     if rows["input_estimated"].any():
         notes.append(
             "inputs estimated: each layer's input = the previous row's output; first "

@@ -31,7 +31,9 @@ from ..instrument.placement import (
 )
 from ..instrument.point_info import point_infos
 from ..points import HookPoint, PointSpec, select_points
+from .optimizer import OptimizerSpec
 from .report import Report
+from .training import LossFn, profile_training
 
 __all__ = ["profile"]
 
@@ -85,6 +87,9 @@ def profile(
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     points: PointSpec = None,
+    train: bool = False,
+    loss_fn: LossFn | None = None,
+    optimizer: OptimizerSpec = None,
 ) -> Report:
     """Run one instrumented forward pass and return per-hook-point costs.
 
@@ -100,6 +105,15 @@ def profile(
         device: ``"cpu"``, ``"meta"`` (no memory) or ``"cuda"``; default the model's device.
             The model itself is never moved.
         points: which modules to report (glob, class, list, predicate); default all.
+        train: profile one training step instead (docs/training.md): forward in training
+            mode, ``loss_fn(output)``, backward, and the optimizer's step -- backward MACs and
+            bytes saved for backward per hook point, and ``Report.memory`` (gradients,
+            optimizer state, the peak of live tensor bytes). On meta nothing is allocated.
+        loss_fn: ``output -> one-element tensor`` for ``train=True``; default the mean of the
+            output's first floating-point tensor.
+        optimizer: for ``train=True``: a name (``"sgd"``, ``"sgd_momentum"``, ``"adam"``,
+            ``"adamw"``, ...), a ``torch.optim.Optimizer`` class, or a factory of the
+            parameters; its state is counted (never applied to the model).
 
     Returns:
         A :class:`~hookstats.profiling.report.Report`.
@@ -115,6 +129,14 @@ def profile(
         >>> hs.profile(model, input_shape=(1, 28, 28), batch_size=32).total("macs")
         3612672
     """
+    if train or loss_fn is not None or optimizer is not None:
+        report = profile_training(
+            model, train=train, loss_fn=loss_fn, optimizer=optimizer, input_shape=input_shape,
+            batch_size=batch_size, inputs=inputs, kwargs=kwargs, dtype=dtype, device=device,
+            points=points,
+        )  # fmt: skip
+        _warn_uncounted(report)
+        return report
     module, _ = resolve_model(model, device)
     selected = select_points(module, points)
     placement = plan_placement(module, device, dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,12 +21,22 @@ from ..instrument import CallRecord, ParameterSizes, PointInfo, PointStats, fold
 from ..instrument.totals import model_total
 from ..units import shape_cell
 
-__all__ = ["CALL_COLUMNS", "FRAME_COLUMNS", "Report"]
+if TYPE_CHECKING:
+    from .memory import MemoryEstimate
+    from .step_recorder import TrainingCosts
+
+__all__ = ["CALL_COLUMNS", "FRAME_COLUMNS", "TRAINING_COLUMNS", "Report"]
 
 FRAME_COLUMNS = [
     "hook_point", "module_type", "depth", "is_leaf", "calls", "output_shape", "output_elements",
     "activation_bytes", "input_bytes", "parameters", "parameter_bytes", "macs", "self_macs",
 ]  # fmt: skip
+TRAINING_COLUMNS = (
+    "backward_macs", "self_backward_macs", "saved_bytes", "self_saved_bytes", "gradient_bytes",
+)  # fmt: skip
+"""Columns a ``train=True`` report adds to ``to_frame()`` (``macs``-like: with nested points
+and ``self_`` without; ``gradient_bytes`` like ``parameter_bytes``); their totals count the
+whole step (the loss function's ops too) and each gradient once."""
 CALL_COLUMNS = [
     "hook_point", "call_index", "order", "output_shape", "output_elements", "activation_bytes",
     "input_bytes", "macs", "self_macs", "latency_ms",
@@ -45,6 +55,10 @@ class Report:
         unattributed_macs: MACs of ops that ran outside every selected hook point.
         fallback: ``"fake tensors"`` when the meta device failed and fake tensors were used.
         parameter_sizes: ``id(tensor) -> (elements, bytes)`` for parameter totals.
+        training: per-point backward MACs and saved bytes of a ``train=True`` profile (None
+            otherwise); ``to_frame()`` then has the columns of ``TRAINING_COLUMNS``.
+        memory: the training step's memory (parameters, gradients, optimizer state, saved
+            activations, peak and when it happens), or None.
 
     Example:
         >>> import torch.nn as nn, hookstats as hs
@@ -61,6 +75,8 @@ class Report:
     unattributed_macs: int = 0
     fallback: str | None = None
     parameter_sizes: ParameterSizes = field(default_factory=dict)
+    training: TrainingCosts | None = None
+    memory: MemoryEstimate | None = None
 
     @property
     def stats(self) -> dict[str, PointStats]:
@@ -124,7 +140,12 @@ class Report:
                     "self_macs": point.self_macs,
                 }
             )
-        return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+        frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+        if self.training is not None:
+            names = list(frame["hook_point"])
+            for column in TRAINING_COLUMNS:
+                frame[column] = self.training.column(column, names)
+        return frame
 
     def total(self, column: str) -> int:
         """Model total of ``column`` without double counting (see
@@ -133,7 +154,10 @@ class Report:
         Raises:
             KeyError: ``column`` has no total; the message lists those that do.
         """
-        return model_total(column, self.points, self.stats, self.parameter_sizes)
+        if self.training is not None and column in TRAINING_COLUMNS:
+            return self.training.total(column)
+        also = TRAINING_COLUMNS if self.training is not None else ()
+        return model_total(column, self.points, self.stats, self.parameter_sizes, also=also)
 
     def to_csv(self, path: str | PathLike[str], *, per_call: bool = False) -> None:
         """Write :meth:`to_frame` (or :meth:`calls_frame` with ``per_call=True``) as CSV."""
