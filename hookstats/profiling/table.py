@@ -3,7 +3,9 @@ name is what it adds to its parent's, indented), repeated blocks collapsed into 
 (``h.0–11 ×12``, costs summed), a totals row, and columns that fit the console: every number
 keeps its unit; whole columns are dropped when space runs out, in this order -- type,
 param mem, calls, output, extra columns, % params, act. mem, params, % MACs -- and a note
-says which. Pure presentation: it reads the report and never changes it, and never prints.
+says which (a training report's self columns and gradient bytes go first, its backward MACs
+and saved bytes last). Pure presentation: it reads the report and never changes it, and
+never prints.
 
 May import: rich, :mod:`hookstats.units`, :mod:`hookstats.display`; the report type for
 annotations only.
@@ -69,6 +71,15 @@ _COLUMNS = [
     Column("pct_macs", "% MACs", drop=7),
 ]
 _SUMMED = ("calls", "parameters", "parameter_bytes", "activation_bytes", "macs")
+# Where known extra columns stand in the drop order (others drop after `output`): a training
+# report keeps backward MACs and saved bytes longest, and drops the self columns first.
+_EXTRA_DROP = {
+    "self_backward_macs": -0.6,
+    "self_saved_bytes": -0.5,
+    "gradient_bytes": 0.5,
+    "saved_bytes": 5.8,
+    "backward_macs": 6.5,
+}
 _NOT_SHOWN = {
     "hook_point", "module_type", "depth", "is_leaf", "output_shape", "output_elements",
     "input_bytes", "self_macs", *_SUMMED,
@@ -148,7 +159,8 @@ def report_table(
         if c not in _NOT_SHOWN and frame[c].dtype.kind in "iuf" and not frame[c].isna().all()
     ]
     extra_columns = [
-        Column(name, extra_header(name), drop=3.5 + i / 100) for i, name in enumerate(extras)
+        Column(name, extra_header(name), drop=_EXTRA_DROP.get(name, 3.5 + i / 100))
+        for i, name in enumerate(extras)
     ]
     roots = build_tree(records, signature=signature, collapse=collapse)
     shown_depth, depth_notes = resolve_depth(roots, depth)
