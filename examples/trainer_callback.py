@@ -1,17 +1,17 @@
-"""Fine-tune a tiny GPT-2 with the Hugging Face ``Trainer``, log weight metrics at every save
-through ``HookstatsCallback``, then write TensorBoard files and look at activations.
+"""Fine-tune a tiny GPT-2 with the Hugging Face ``Trainer``, log weight and activation metrics
+at every save through ``HookstatsCallback``, then write TensorBoard files.
 
 The model is a 2-layer GPT-2 built from a config (random init, nothing downloaded) learning a
 repeating token pattern, on CPU, for a few steps. What happens:
 
-1. ``HookstatsCallback(every="save")`` logs ``l2`` and ``spectral_norm`` of every attention
-   and MLP block at each checkpoint save into ``metrics.sqlite`` (run "ft"), keyed like
-   ``hs.sweep`` keys ``checkpoint-*/model.safetensors``;
-2. a sweep over the saved checkpoints into the same run skips every one of them (already
-   logged);
-3. ``export_tensorboard`` writes the run as scalars ``hookstats/<metric>/<hook_point>``, plus
-   the singular values of each block's weights at the last step as histograms;
-4. ``hs.activation_stats`` measures what flows out of each MLP on a probe batch.
+1. ``HookstatsCallback(every="save", probe=...)`` logs ``l2`` and ``spectral_norm`` of every
+   attention and MLP block, and ``act_rms`` and ``act_kurtosis`` of what flows out of them on
+   a probe batch of 8 sequences, at each checkpoint save into ``metrics.sqlite`` (run "ft"),
+   keyed as ``hs.sweep`` keys ``checkpoint-*/model.safetensors`` (their content identity);
+2. a sweep over the saved checkpoints into the same run, with the same probe, skips every one
+   of them (already logged);
+3. ``store.to_tensorboard`` writes the run as scalars ``hookstats/<metric>/<hook_point>``, plus
+   the singular values of each block's weights at the last step as histograms.
 
 Run:  python examples/trainer_callback.py  [--steps 12] [--out outputs/trainer_callback]
       (needs: pip install hookstats[transformers,tensorboard])
@@ -27,11 +27,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 import hookstats as hs
-from hookstats.integrations.tensorboard import export_tensorboard, singular_value_frame
+from hookstats.integrations.tensorboard import singular_value_frame
 from hookstats.integrations.transformers import HookstatsCallback
 
 POINTS = ["transformer.h.*.attn", "transformer.h.*.mlp"]
-METRICS = ["l2", "spectral_norm"]
+METRICS = ["l2", "spectral_norm", "act_rms", "act_kurtosis"]
 VOCAB, LENGTH = 64, 32
 
 
@@ -78,23 +78,21 @@ def main() -> None:
         disable_tqdm=True,
         logging_steps=options.steps,
     )
-    callback = HookstatsCallback(store, "ft", POINTS, METRICS, every="save", if_exists="replace")
+    probe = (torch.stack([row["input_ids"] for row in dataset(8)]), None)  # 8 x 32 tokens
+    callback = HookstatsCallback(
+        store, "ft", POINTS, METRICS, every="save", if_exists="replace", probe=probe
+    )
     Trainer(model=model, args=args, train_dataset=dataset(), callbacks=[callback]).train()
     print(store.checkpoints("ft")[["step", "rows", "seconds"]].to_string(index=False))
+    last = store.to_frame(run="ft", metric=["act_rms", "act_kurtosis"], hook_point="*.mlp")
+    print(last[last["step"] == last["step"].max()].to_string(index=False))
 
     files = str(options.out / "checkpoints" / "checkpoint-*" / "model.safetensors")
-    print(hs.sweep(files, build_model, store, "ft", POINTS, METRICS, progress=False))
+    print(hs.sweep(files, build_model, store, "ft", POINTS, METRICS, probe=probe, progress=False))
 
     spectra = singular_value_frame(model, POINTS, step=options.steps)
-    tb = options.out / "tb"
-    for folder in export_tensorboard(store, tb, run="ft", spectra=spectra):
+    for folder in store.to_tensorboard(options.out / "tb", run="ft", spectra=spectra):
         print(f"TensorBoard files in {folder}")
-
-    probe = torch.stack([row["input_ids"] for row in dataset(8)])
-    activations = hs.activation_stats(
-        model, "transformer.h.*.mlp", ["act_rms", "act_kurtosis"], inputs=(probe,)
-    )
-    print(activations.to_string(index=False))
     store.close()
 
 

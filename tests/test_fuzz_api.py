@@ -181,12 +181,19 @@ CALLS: list[tuple[str, Callable[..., Any], Callable[[], dict[str, Any]]]] = [
             "metrics": ["l2"],
             "precision": "float32",
             "config": None,
+            "probe": None,
         },
     ),
     (
         "CheckpointLogger.log",
         lambda **kw: CheckpointLogger(_store(), "r", metrics=["l2"]).log(**kw),
-        lambda: {"model": MLP(), "step": 1, "checkpoint": None, "if_exists": "error"},
+        lambda: {
+            "model": MLP(),
+            "step": 1,
+            "checkpoint": None,
+            "if_exists": "error",
+            "identity": None,
+        },
     ),
     (
         "sweep",
@@ -203,6 +210,7 @@ CALLS: list[tuple[str, Callable[..., Any], Callable[[], dict[str, Any]]]] = [
             "progress": False,
             "worker_threads": 1,
             "safe_globals": None,
+            "probe": None,
         },
     ),
     (

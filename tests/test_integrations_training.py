@@ -17,6 +17,7 @@ from hookstats.errors import HookstatsError, MetricError, StoreError
 from hookstats.integrations import lightning as hs_lightning
 from hookstats.integrations import transformers as hs_transformers
 from hookstats.integrations.transformers import TrainerHooks, checkpoint_folder, sweep_key
+from hookstats.runs.sweeper import checkpoint_identity
 
 METRICS = ["l2", "spectral_norm"]
 
@@ -150,14 +151,23 @@ def test_callback_arguments_are_checked_before_training(tmp_path):
     assert not (tmp_path / "m.sqlite").exists()
 
 
-def test_sweep_key_mirrors_the_sweep(tmp_path):
+def test_sweep_key_is_the_identity_the_sweep_stores(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch", reason="hookstats[safetensors]")
     folder = tmp_path / "out" / "checkpoint-7"
     folder.mkdir(parents=True)
-    assert sweep_key(folder) == str(folder.resolve())  # no weights file yet
-    (folder / "pytorch_model.bin").touch()
-    assert sweep_key(folder) == str((folder / "pytorch_model.bin").resolve())
-    (folder / "model.safetensors").touch()
-    assert sweep_key(folder) == str((folder / "model.safetensors").resolve())  # preferred
+    assert sweep_key(folder) == str(folder.resolve())  # no weights file: no sweep finds one
+    state = build_regressor().state_dict()
+    torch.save(state, folder / "pytorch_model.bin")
+    with hs.MetricStore(tmp_path / "m.sqlite") as store:
+        hs.sweep(folder / "pytorch_model.bin", build_regressor, store, "bin", metrics=["l2"],
+                 progress=False)  # fmt: skip
+        assert store.checkpoints("bin")["identity"].tolist() == [sweep_key(folder)]
+        safetensors.save_file(state, str(folder / "model.safetensors"))  # preferred
+        hs.sweep(folder / "model.safetensors", build_regressor, store, "st", metrics=["l2"],
+                 progress=False)  # fmt: skip
+        assert store.checkpoints("st")["identity"].tolist() == [sweep_key(folder)]
+    assert sweep_key(folder) == checkpoint_identity(folder / "model.safetensors")
+    assert sweep_key(folder) != checkpoint_identity(folder / "pytorch_model.bin")
 
 
 @pytest.mark.parametrize(

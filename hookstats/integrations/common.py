@@ -30,10 +30,11 @@ import pandas as pd
 from torch import nn
 
 from ..errors import HookstatsError, StoreError
-from ..metrics import MetricNames, metric_registry
+from ..metrics import MetricNames
 from ..points import PointSpec
 from ..runs import CheckpointLogger, MetricStore
-from ..runs.logger import StoreLike
+from ..runs.logger import StoreLike, check_logger_options
+from ..runs.probe import ProbeLike
 from ..runs.store import IfExists
 
 __all__ = [
@@ -149,20 +150,23 @@ def step_values(
 
 
 class StepLogger:
-    """Weight metrics into a store from a training loop's callbacks, each step at most once.
+    """Metrics into a store from a training loop's callbacks, each step at most once: weight
+    metrics, and with ``probe=`` the activation metrics of one forward on the probe batch.
 
     The store is opened (and the run created) on the first :meth:`log`, so processes that never
-    log (other ranks under DDP) never touch it; metric names and options are checked at once.
+    log (other ranks under DDP) never touch it; metric names, options and the probe are checked
+    at once.
 
     Args:
-        store, run, points, metrics, task, precision, config: as for
+        store, run, points, metrics, task, precision, config, probe: as for
             :class:`hookstats.CheckpointLogger`.
         if_exists: what a step already in the store gets: ``"replace"`` (default: a rerun
             writes over its earlier rows), ``"skip"`` or ``"error"``.
 
     Raises:
-        MetricError: unknown metric names, or metrics that need forwards.
-        StoreError: a bad ``if_exists``.
+        MetricError: unknown metric names, activation metrics without ``probe=``, a malformed
+            probe.
+        StoreError: a bad ``if_exists`` or run name.
     """
 
     def __init__(
@@ -176,8 +180,11 @@ class StepLogger:
         precision: str = "float32",
         config: Mapping[str, Any] | None = None,
         if_exists: IfExists = "replace",
+        probe: ProbeLike = None,
     ) -> None:
-        metric_registry.resolve(metrics)
+        self.probe = check_logger_options(
+            run, points, metrics, task=task, precision=precision, probe=probe
+        )
         if if_exists not in IF_EXISTS:
             raise StoreError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}.")
         self.store, self.run, self.points, self.metrics = store, run, points, metrics
@@ -197,17 +204,26 @@ class StepLogger:
                 task=self.task,
                 precision=self.precision,
                 config=self.config,
+                probe=self.probe,
             )
         return self._logger
 
     def log(
-        self, model: nn.Module, step: int, *, checkpoint: str | None = None
+        self,
+        model: nn.Module,
+        step: int,
+        *,
+        checkpoint: str | None = None,
+        identity: str | None = None,
     ) -> pd.DataFrame | None:
-        """Log ``model``'s metrics at ``step`` (as ``checkpoint``, default ``"step:<step>"``);
-        None when this step was already logged by this logger."""
+        """Log ``model``'s metrics at ``step`` (as ``checkpoint``, default ``"step:<step>"``,
+        keyed by ``identity``, default the name); None when this step was already logged by
+        this logger."""
         if step in self.logged:
             return None
-        frame = self.logger.log(model, step, checkpoint=checkpoint, if_exists=self.if_exists)
+        frame = self.logger.log(
+            model, step, checkpoint=checkpoint, if_exists=self.if_exists, identity=identity
+        )
         self.logged.append(step)
         frame["step"] = step
         return frame

@@ -9,7 +9,9 @@ model is the ``LightningModule``: hook points are its module names (``model.fc``
 ranks never open the store. The values also go to every logger of the Trainer
 (``trainer.loggers``: TensorBoard, CSV, W&B, MLflow...) through ``log_metrics(values, step)``,
 keyed ``hookstats/<metric>/<hook_point>`` sanitised (``(model)`` becomes ``_model_``), NaN
-values left out; ``log_to_loggers=False`` turns that off.
+values left out; ``log_to_loggers=False`` turns that off. ``probe=(inputs, kwargs)`` adds the
+activation metrics in ``metrics`` (``None``: all of them) of one forward on that batch per log
+(eval mode, no grad, moved to the module's device; training flags restored).
 
 The class is built on ``lightning.pytorch.Callback`` (or ``pytorch_lightning.Callback`` when
 only that package is installed) on first use; importing this module needs neither.
@@ -37,6 +39,7 @@ from torch import nn
 from ..metrics import MetricNames
 from ..points import PointSpec
 from ..runs.logger import StoreLike
+from ..runs.probe import ProbeLike
 from ..runs.store import IfExists
 from .common import StepLogger, import_extra, positive_int, step_values
 
@@ -45,8 +48,8 @@ __all__ = ["LightningHooks"]
 
 class LightningHooks:
     """What :class:`HookstatsCallback` does, without its Lightning ``Callback`` base (see the
-    module docstring; ``store, run, points, metrics, task, precision, config, if_exists`` as
-    for :class:`~.common.StepLogger`)."""
+    module docstring; ``store, run, points, metrics, task, precision, config, if_exists,
+    probe`` as for :class:`~.common.StepLogger`)."""
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class LightningHooks:
         precision: str = "float32",
         config: Mapping[str, Any] | None = None,
         if_exists: IfExists = "replace",
+        probe: ProbeLike = None,
     ) -> None:
         super().__init__()
         self.every_n_steps = positive_int(every_n_steps, "every_n_steps")
@@ -74,6 +78,7 @@ class LightningHooks:
             precision=precision,
             config=config,
             if_exists=if_exists,
+            probe=probe,
         )
         self.last: pd.DataFrame | None = None
         """The rows the latest log wrote (with a ``step`` column); None before any."""

@@ -1,16 +1,21 @@
-"""Hugging Face ``Trainer`` callback (extra ``hookstats[transformers]``): weight metrics into a
-:class:`~hookstats.MetricStore` at each checkpoint save, or every N optimizer steps.
+"""Hugging Face ``Trainer`` callback (extra ``hookstats[transformers]``): weight metrics (and,
+with a probe batch, activation metrics) into a :class:`~hookstats.MetricStore` at each
+checkpoint save, or every N optimizer steps.
 
-``HookstatsCallback(store, run=..., points=..., metrics=..., every="save" | N)``:
+``HookstatsCallback(store, run=..., points=..., metrics=..., every="save" | N, probe=...)``:
 
 * ``every="save"`` (default) logs at each ``on_save``, right after the Trainer wrote
   ``<output_dir>/checkpoint-<global_step>/``, with the model's weights as they were saved. The
-  row is keyed as :func:`hookstats.sweep` keys that checkpoint's weights file
-  (:func:`sweep_key`), so a later ``hs.sweep("<output_dir>/checkpoint-*/model.safetensors",
-  ...)`` into the same run, with the same ``points``/``metrics``, skips it instead of computing
-  it again.
+  checkpoint is keyed as :func:`hookstats.sweep` keys that checkpoint's weights file -- its
+  content identity (:func:`sweep_key`) -- and named by the file's resolved path, so a later
+  ``hs.sweep("<output_dir>/checkpoint-*/model.safetensors", ...)`` into the same run, with the
+  same ``points``/``metrics``/``probe``, skips it instead of computing it again (also after the
+  output folder was moved). A rerun that saves again to the same path replaces the row of that
+  path (``if_exists="replace"``).
 * ``every=N`` logs at ``on_step_end`` when ``global_step`` is a multiple of N, keyed
   ``step:<global_step>`` (as :meth:`CheckpointLogger.log` keys a step).
+* ``probe=(inputs, kwargs)`` runs one forward per log on that batch (eval mode, no grad, moved
+  to the model's device) for the activation metrics in ``metrics`` (``None``: all of them).
 
 Each step is logged at most once per callback. Only the main process logs (under DDP,
 ``state.is_world_process_zero``); the other ranks never open the store. The model is the
@@ -46,10 +51,19 @@ from ..errors import HookstatsError
 from ..metrics import MetricNames
 from ..points import PointSpec
 from ..runs.logger import StoreLike
+from ..runs.probe import ProbeLike
 from ..runs.store import IfExists
+from ..runs.sweeper import checkpoint_identity, display_name
 from .common import StepLogger, import_extra, positive_int
 
-__all__ = ["CHECKPOINT_PREFIX", "WEIGHT_FILES", "TrainerHooks", "checkpoint_folder", "sweep_key"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "WEIGHT_FILES",
+    "TrainerHooks",
+    "checkpoint_folder",
+    "sweep_key",
+    "weights_file",
+]
 
 CHECKPOINT_PREFIX = "checkpoint"
 """The Trainer's checkpoint folder prefix (``transformers.trainer_utils.PREFIX_CHECKPOINT_DIR``)."""
@@ -72,27 +86,41 @@ def checkpoint_folder(output_dir: str | PathLike[str], step: int) -> Path:
     return Path(output_dir) / f"{CHECKPOINT_PREFIX}-{step}"
 
 
-def sweep_key(folder: str | PathLike[str]) -> str:
-    """The key :func:`hookstats.sweep` gives a Trainer checkpoint's weights today.
-
-    This is the one place that mirrors sweep's checkpoint identity: the sweep keys a checkpoint
-    by ``str(Path(file).resolve())`` of the file it loads (``hookstats/runs/sweeper.py``), and a
-    Trainer checkpoint's file is its ``model.safetensors`` (or ``pytorch_model.bin``; for a
-    sharded checkpoint, its index file). A folder holding none of these is keyed by the
-    folder's own resolved path.
+def weights_file(folder: str | PathLike[str]) -> Path | None:
+    """The weights file of a Trainer checkpoint folder: ``model.safetensors``, else
+    ``pytorch_model.bin``, else a sharded checkpoint's index (the file :func:`hookstats.sweep`
+    loads); None when the folder holds none of them (an adapter-only save).
 
     Example:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp()) / "checkpoint-5"
         >>> folder.mkdir(); (folder / "model.safetensors").touch()
-        >>> sweep_key(folder) == str((folder / "model.safetensors").resolve())
-        True
+        >>> weights_file(folder).name
+        'model.safetensors'
     """
     folder = Path(folder)
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
-            return str((folder / name).resolve())
-    return str(folder.resolve())
+            return folder / name
+    return None
+
+
+def sweep_key(folder: str | PathLike[str]) -> str:
+    """The key :func:`hookstats.sweep` gives a Trainer checkpoint: the identity
+    (:func:`hookstats.runs.sweeper.checkpoint_identity`, the very function the sweep calls) of
+    its :func:`weights_file`. A folder holding no weights file is keyed by its resolved path
+    (no sweep finds a checkpoint there).
+
+    Example:
+        >>> import tempfile
+        >>> from hookstats.runs.sweeper import checkpoint_identity
+        >>> folder = Path(tempfile.mkdtemp()) / "checkpoint-5"
+        >>> folder.mkdir(); _ = (folder / "model.safetensors").write_bytes(b"{}")
+        >>> sweep_key(folder) == checkpoint_identity(folder / "model.safetensors")
+        True
+    """
+    found = weights_file(folder)
+    return str(Path(folder).resolve()) if found is None else checkpoint_identity(found)
 
 
 class TrainerHooks:
@@ -111,6 +139,7 @@ class TrainerHooks:
         precision: str = "float32",
         config: Mapping[str, Any] | None = None,
         if_exists: IfExists = "replace",
+        probe: ProbeLike = None,
     ) -> None:
         super().__init__()
         if every != "save":
@@ -125,14 +154,23 @@ class TrainerHooks:
             precision=precision,
             config=config,
             if_exists=if_exists,
+            probe=probe,
         )
         self.last: pd.DataFrame | None = None
         """The rows the latest log wrote (with a ``step`` column); None before any."""
 
-    def _log(self, state: Any, model: nn.Module | None, checkpoint: str | None) -> None:
+    def _log(
+        self,
+        state: Any,
+        model: nn.Module | None,
+        checkpoint: str | None = None,
+        identity: str | None = None,
+    ) -> None:
         if model is None:
             raise HookstatsError("the Trainer passed no model= to the callback; cannot log.")
-        self.last = self.steps.log(model, int(state.global_step), checkpoint=checkpoint)
+        self.last = self.steps.log(
+            model, int(state.global_step), checkpoint=checkpoint, identity=identity
+        )
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Warn when nothing would ever be logged (``every="save"`` without saves)."""
@@ -150,7 +188,9 @@ class TrainerHooks:
         """Log the checkpoint just saved (``every="save"``, main process only)."""
         if self.every == "save" and state.is_world_process_zero:
             folder = checkpoint_folder(args.output_dir, state.global_step)
-            self._log(state, model, sweep_key(folder))
+            found = weights_file(folder)
+            name = display_name(found if found is not None else folder)
+            self._log(state, model, name, sweep_key(folder))
 
     def on_step_end(
         self, args: Any, state: Any, control: Any, model: nn.Module | None = None, **kwargs: Any
@@ -163,7 +203,7 @@ class TrainerHooks:
             and step > 0
             and step % every == 0
         ):
-            self._log(state, model, None)
+            self._log(state, model)
 
 
 def _build() -> type:

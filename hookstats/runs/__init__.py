@@ -1,9 +1,11 @@
 """Runs: metrics per checkpoint in a durable store. Safe checkpoint loading, the SQLite
 :class:`MetricStore`, :class:`CheckpointLogger` (during training) and :func:`sweep` (over saved
-files, in this process or on an executor).
+files, in this process or on an executor), both with optional probe batches for activation
+metrics (:mod:`hookstats.runs.probe`).
 
 May import: :mod:`hookstats.metrics`, :mod:`hookstats.profiling`, :mod:`hookstats.points`,
-:mod:`hookstats.display`, :mod:`hookstats.errors`.
+:mod:`hookstats.display`, :mod:`hookstats.errors`, :mod:`hookstats.instrument.model_state`
+(:mod:`hookstats.integrations` only inside :meth:`MetricStore.to_tensorboard`).
 """
 
 from .checkpoints import LoadedCheckpoint, find_checkpoints, load_checkpoint, load_into

@@ -9,7 +9,7 @@ In a worker process, torch and numpy's BLAS run ``Job.threads`` threads (the swe
 ``worker_threads=``), so that n workers on n cores do not each use every core.
 
 May import: torch, pandas, :mod:`hookstats.errors`, :mod:`hookstats.metrics`,
-:mod:`hookstats.points` and :mod:`hookstats.runs.checkpoints`.
+:mod:`hookstats.points`, :mod:`hookstats.runs.checkpoints` and :mod:`hookstats.runs.probe`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, HookstatsError
-from ..metrics import MetricNames, compute_metrics
+from ..metrics import MetricNames
 from ..metrics.parallel import set_blas_threads
 from ..points import PointSpec
 from .checkpoints import CheckpointStepWarning, SafeGlobals, load_checkpoint, load_into
+from .probe import Probe, measure
 
 __all__ = ["Job", "ModelFactory", "Outcome", "build", "compute", "here", "is_fatal", "run_job"]
 
@@ -47,7 +48,8 @@ def here() -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """Everything a worker needs for one checkpoint (picklable when build_model is)."""
+    """Everything a worker needs for one checkpoint (picklable when build_model is; the
+    probe's tensors pickle)."""
 
     path: str
     key: str
@@ -59,6 +61,7 @@ class Job:
     threads: int | None
     safe_globals: SafeGlobals = None
     origin: tuple[str, int] = ("", 0)
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +79,9 @@ class Outcome:
 
 
 def compute(job: Job, model: nn.Module) -> Outcome:
-    """Load ``job``'s checkpoint into ``model`` and compute its metrics; a failure about this
-    checkpoint is returned as an :class:`Outcome`, one that would fail every checkpoint raises."""
+    """Load ``job``'s checkpoint into ``model`` and compute its metrics (with a probe, its
+    activation metrics too); a failure about this checkpoint is returned as an
+    :class:`Outcome`, one that would fail every checkpoint raises."""
     start = time.perf_counter()
     step: int | None = None
     notes: tuple[str, ...] = ()
@@ -93,8 +97,13 @@ def compute(job: Job, model: nn.Module) -> Outcome:
                 "and no 'step' is ambiguous)."
             )
         load_into(model, loaded)
-        frame = compute_metrics(
-            model, job.points, job.metrics, task=job.task, precision=job.precision
+        frame = measure(
+            model,
+            job.points,
+            job.metrics,
+            probe=job.probe,
+            task=job.task,
+            precision=job.precision,
         )
     except Exception as exc:
         if is_fatal(exc):

@@ -17,14 +17,15 @@ checkpoint through a crash of the writing process (a power cut may lose the last
 half of one). On a network file system a rollback journal replaces WAL.
 
 This module owns :class:`MetricStore`'s public API (writing runs, checkpoints, failures and
-profiles; reading records, runs and failures; CSV/Parquet export; backups). Opening the file and
-its transactions are in :mod:`hookstats.runs.connection` (a store *owns* one connection), the
-tables and schema version in :mod:`hookstats.runs.schema`, the frame <-> row conversions and
-argument checks in :mod:`hookstats.runs.rows`, the other read queries in
+profiles; reading records, runs and failures; CSV/Parquet/TensorBoard export; backups).
+Opening the file and its transactions are in :mod:`hookstats.runs.connection` (a store *owns*
+one connection), the tables and schema version in :mod:`hookstats.runs.schema`, the frame <->
+row conversions and argument checks in :mod:`hookstats.runs.rows`, the other read queries in
 :mod:`hookstats.runs.reads`.
 
 May import: pandas, :mod:`hookstats.errors` and the :mod:`hookstats.runs` storage modules; the
-profile report type for annotations only.
+profile report type for annotations only; inside :meth:`MetricStore.to_tensorboard`, the
+TensorBoard exporter of :mod:`hookstats.integrations` (a higher layer).
 
 Example:
     >>> import pandas as pd
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -240,7 +242,9 @@ class MetricStore:
         ``frame`` has columns ``hook_point, metric, value`` and optionally ``note``. Returns
         False when the checkpoint was already complete and ``if_exists="skip"``. A checkpoint
         is "already complete" when a row of ``run`` has the same ``identity`` (default: the
-        checkpoint's name; a sweep passes the file's content identity).
+        checkpoint's name; a sweep passes the file's content identity). ``"replace"`` also
+        replaces a checkpoint of the same name under another identity (a file saved again at
+        the same path, e.g. by a training rerun).
 
         Raises:
             StoreError: the checkpoint is already complete (``if_exists="error"``), the frame
@@ -409,6 +413,25 @@ class MetricStore:
                 "Parquet export needs pyarrow: pip install hookstats[parquet]"
             ) from None
         self.to_frame(**filters).to_parquet(path, index=False)
+
+    def to_tensorboard(
+        self, logdir: str | PathLike[str], run: str | Sequence[str] | None = None, **filters: Any
+    ) -> list[Path]:
+        """Write :meth:`to_frame`'s records (same filters) as TensorBoard scalars
+        ``hookstats/<metric>/<hook_point>``, one folder ``logdir/<run>/`` per run (needs
+        ``hookstats[tensorboard]``). ``spectra=`` adds singular-value histograms: see
+        :func:`hookstats.integrations.tensorboard.export_tensorboard`, which this calls.
+
+        Returns:
+            The folders written, one per run.
+
+        Example:
+            >>> store.to_tensorboard("tb/", run="baseline", metric=["l2"])  # doctest: +SKIP
+            [PosixPath('tb/baseline')]
+        """
+        from ..integrations.tensorboard import export_tensorboard  # a higher layer: lazily
+
+        return export_tensorboard(self, logdir, run, **filters)
 
 
 def _reopen(path: str, read_only: bool) -> MetricStore:

@@ -22,6 +22,9 @@ leaves a run behind. A file that cannot be read at all (a symlink loop, no permi
 failure like a corrupt one. Two checkpoints with one step are both kept, with a
 :class:`~hookstats.runs.steps.CheckpointStepWarning`.
 
+With ``probe=``, every job carries the probe batch (:mod:`hookstats.runs.probe`) and stores its
+activation metrics beside the weight metrics; the run is stored with the probe's description.
+
 Jobs are computed by :mod:`hookstats.runs.jobs`, submitted by :mod:`hookstats.runs.executors`,
 and shown by :mod:`hookstats.runs.progress`.
 
@@ -43,6 +46,7 @@ import time
 import warnings
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +54,13 @@ from rich.console import Console
 
 from ..errors import HookstatsError
 from ..metrics import MetricNames
-from ..metrics.compute import check_options
 from ..points import PointSpec
 from .checkpoints import CheckpointsSpec, SafeGlobals, find_checkpoints
 from .executors import check_executor, check_picklable, outcomes
 from .filesystem import content_identity
 from .jobs import Job, ModelFactory, Outcome, here
-from .logger import StoreLike, as_store, run_settings
+from .logger import StoreLike, as_store, check_run, run_settings
+from .probe import ProbeLike, as_probe, check_plan
 from .progress import progress_bar
 from .readers import check_safe_globals
 from .rows import check_name
@@ -64,7 +68,7 @@ from .shards import is_index, shard_names
 from .steps import CheckpointStepWarning
 from .store import MetricStore
 
-__all__ = ["SweepSummary", "sweep"]
+__all__ = ["SweepSummary", "checkpoint_identity", "display_name", "sweep"]
 
 
 @dataclass(slots=True)
@@ -122,7 +126,7 @@ class _Recorder:
         self.waiting: list[Outcome] = []
         self.added = False
         self.steps: dict[int, str] = {}
-        if store.check_run(run, settings=settings):
+        if check_run(store, run, settings):
             stored = store.checkpoints(run)
             self.steps = dict(zip(stored["step"].map(int), stored["checkpoint"], strict=True))
 
@@ -180,8 +184,24 @@ class _Recorder:
         return self.summary
 
 
-def _identity(path: Path) -> str:
-    """The content identity of a checkpoint file, or of a sharded one (index and shards)."""
+def checkpoint_identity(path: str | PathLike[str]) -> str:
+    """The key a sweep gives a checkpoint in the store: the content identity of the file
+    (size, mtime, a hash of its first and last 64 KiB), or, for a sharded checkpoint's
+    ``*.index.json``, a hash of the identities of the index and every shard. A training
+    callback keys the checkpoints it logs with it, so that a later sweep skips them.
+
+    Raises:
+        OSError: a file cannot be read.
+        CheckpointError: a sharded index that cannot be read.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "step_1.pt"
+        >>> _ = path.write_bytes(b"weights")
+        >>> checkpoint_identity(path).startswith("7:")  # 7 bytes
+        True
+    """
+    path = Path(path)
     if not is_index(path):
         return content_identity(path)
     parts = [content_identity(path)] + [
@@ -219,6 +239,7 @@ def sweep(
     console: Console | None = None,
     worker_threads: int | None = 1,
     safe_globals: SafeGlobals = None,
+    probe: ProbeLike = None,
 ) -> SweepSummary:
     """Compute metrics for every saved checkpoint and write them to ``store``, resumably.
 
@@ -234,6 +255,12 @@ def sweep(
         store: a :class:`MetricStore` or its path.
         run: the run's name. A run resumed with other metrics/points/task is refused.
         points, metrics, task, precision: passed to ``compute_metrics``.
+        probe: ``(inputs, kwargs)``, a batch run once per checkpoint (eval mode, no grad) for
+            the activation metrics in ``metrics`` (``None``: all of them), stored with the
+            weight metrics in the same transaction. Sent to the workers with each job (its
+            tensors pickle); moved to the device of the model ``build_model`` returns. The run
+            is stored with the probe's description (shapes, dtypes, a hash of its contents):
+            resuming it with another probe is refused.
         executor: ``None`` (this process), a ``ProcessPoolExecutor``, or a Dask
             ``Client.get_executor()``.
         max_in_flight: jobs submitted to the executor at once (default: twice this machine's
@@ -254,8 +281,9 @@ def sweep(
     Raises:
         CheckpointError: the glob matches nothing or a listed file does not exist.
         StoreError: the store cannot be opened or written, or the run's settings differ.
-        MetricError, PointSelectionError: unknown metrics, a malformed ``points=`` (checked
-            before anything is written).
+        MetricError, PointSelectionError: unknown metrics, a malformed ``points=``, activation
+            metrics without ``probe=``, a malformed probe (checked before anything is
+            written).
         HookstatsError: ``build_model`` is not picklable for the executor, or fails; a bad
             ``max_in_flight``/``worker_threads``/``executor``.
 
@@ -266,7 +294,8 @@ def sweep(
     """
     start = time.perf_counter()
     _check_arguments(run, max_in_flight, worker_threads, progress)
-    check_options(points, metrics, task, precision)
+    checked = as_probe(probe)
+    check_plan(points, metrics, task, precision, checked)
     check_safe_globals(safe_globals)
     if not callable(build_model):
         raise HookstatsError(
@@ -280,7 +309,17 @@ def sweep(
     owned = not isinstance(store, MetricStore)
     store = as_store(store, closed_after=owned)
     template = Job(
-        "", "", build_model, points, metrics, task, precision, worker_threads, safe_globals, here()
+        "",
+        "",
+        build_model,
+        points,
+        metrics,
+        task,
+        precision,
+        worker_threads,
+        safe_globals,
+        here(),
+        checked,
     )
     try:
         summary = _sweep(paths, store, run, executor, max_in_flight, progress, console, template)
@@ -301,11 +340,11 @@ def _jobs(
     jobs, unreadable, skipped = [], [], 0
     for path in paths:
         try:
-            key = _identity(path)
+            key = checkpoint_identity(path)
         except (OSError, RuntimeError, HookstatsError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             message = f"cannot read {path}: {reason}"
-            unreadable.append(Outcome(_display(path), None, None, "CheckpointError", message))
+            unreadable.append(Outcome(display_name(path), None, None, "CheckpointError", message))
             continue
         if key in complete or str(path.resolve()) in complete:
             skipped += 1
@@ -324,13 +363,15 @@ def _sweep(
     console: Console | None,
     template: Job,
 ) -> SweepSummary:
-    settings = run_settings(template.metrics, template.points, template.task, template.precision)
+    settings = run_settings(
+        template.metrics, template.points, template.task, template.precision, template.probe
+    )
     recorder = _Recorder(store, run, settings)
     complete = store.completed(run)
     jobs, unreadable, skipped = _jobs(paths, template, complete)
     summary = recorder.summary
     summary.total, summary.skipped = len(paths), skipped
-    names = {job.key: _display(Path(job.path)) for job in jobs}
+    names = {job.key: display_name(Path(job.path)) for job in jobs}
     with progress_bar(console, progress) as bar:
         status = "{0.done} done · {0.skipped} skipped · {0.failed} failed"
         task_id = bar.add_task(f"sweep {run}", total=len(jobs), status=status.format(summary))
@@ -346,8 +387,10 @@ def _sweep(
     return recorder.finish()
 
 
-def _display(path: Path) -> str:
-    """How a checkpoint is shown in the store: its absolute path."""
+def display_name(path: str | PathLike[str]) -> str:
+    """How a sweep names a checkpoint in the store (its ``checkpoint`` column): the file's
+    resolved path (its absolute path when it cannot be resolved, a symlink loop)."""
+    path = Path(path)
     try:
         return str(path.resolve())
     except (OSError, RuntimeError):

@@ -74,6 +74,8 @@ def insert_checkpoint(
     identity: str,
 ) -> bool:
     """Insert a checkpoint's rows and marker; False when it exists and ``if_exists="skip"``.
+    It exists when the run has a checkpoint with this ``identity``; ``"replace"`` also replaces
+    a checkpoint of this name under another identity (a file saved again at the same path).
 
     Raises:
         StoreError: it exists and ``if_exists="error"``.
@@ -82,16 +84,20 @@ def insert_checkpoint(
     old = conn.execute(
         "SELECT ckpt_id FROM checkpoints WHERE run_id = ? AND identity = ?", (run_id, identity)
     ).fetchone()
-    if old is not None:
-        if if_exists == "skip":
-            return False
-        if if_exists == "error":
-            raise StoreError(
-                f"checkpoint {checkpoint!r} of run {run!r} is already in the store. "
-                "Pass if_exists='replace' to overwrite it, or use another run name."
-            )
-        conn.execute("DELETE FROM metrics WHERE ckpt_id = ?", old)
-        conn.execute("DELETE FROM checkpoints WHERE ckpt_id = ?", old)
+    if old is not None and if_exists == "skip":
+        return False
+    if old is not None and if_exists == "error":
+        raise StoreError(
+            f"checkpoint {checkpoint!r} of run {run!r} is already in the store. "
+            "Pass if_exists='replace' to overwrite it, or use another run name."
+        )
+    if if_exists == "replace":
+        replaced = (
+            "SELECT ckpt_id FROM checkpoints WHERE run_id = ? AND (identity = ? OR checkpoint = ?)"
+        )
+        keys = (run_id, identity, checkpoint)
+        conn.execute(f"DELETE FROM metrics WHERE ckpt_id IN ({replaced})", keys)
+        conn.execute(f"DELETE FROM checkpoints WHERE ckpt_id IN ({replaced})", keys)
     ckpt_id = conn.execute(
         "INSERT INTO checkpoints (run_id, checkpoint, step, completed, n_rows, seconds, identity) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
