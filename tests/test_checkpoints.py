@@ -219,3 +219,23 @@ def test_load_into_names_missing_unexpected_and_mismatched(tmp_path, state):
         ),
     ):
         load_into(MLP((8, 16, 4)), load_checkpoint(tmp_path / "step_2.pt"))
+
+
+def test_a_trainer_output_folder_sweeps_only_the_weights(tmp_path, state):
+    """Hugging Face Trainer saves optimizer, scheduler, RNG and argument files beside the
+    weights: folder listings and globs leave them out (a sweep would fail on each)."""
+    for step in (4, 8):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        torch.save(state, folder / "pytorch_model.bin")
+        for extra in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):
+            torch.save({"not": torch.zeros(1)}, folder / extra)
+        torch.save({"not": torch.zeros(1)}, folder / "rng_state_1.pth")
+    found = find_checkpoints(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "checkpoint-4/pytorch_model.bin",
+        "checkpoint-8/pytorch_model.bin",
+    ]
+    assert len(find_checkpoints(str(tmp_path / "checkpoint-*" / "*"))) == 2
+    # named explicitly, an optimizer file is still read (and then fails as not a state_dict)
+    assert find_checkpoints(tmp_path / "checkpoint-4" / "optimizer.pt")[0].name == "optimizer.pt"

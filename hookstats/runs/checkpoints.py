@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,12 +58,30 @@ __all__ = [
     "LoadedCheckpoint",
     "SafeGlobals",
     "find_checkpoints",
+    "holds_weights",
     "load_checkpoint",
     "load_into",
     "step_from_name",
 ]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+# Files training frameworks save beside the weights that hold no model weights (Hugging Face
+# Trainer: optimizer, LR scheduler, grad scaler, RNG states, its arguments). Folder listings
+# and globs leave them out; naming one explicitly still loads it.
+_NOT_WEIGHTS = re.compile(
+    r"^(optimizer|scheduler|scaler|training_args|rng_state(_\d+)?)\.(pt|pth|bin)$"
+)
+
+
+def holds_weights(path: Path) -> bool:
+    """Whether a listed file may hold model weights (not an optimizer or RNG state...).
+
+    >>> holds_weights(Path("checkpoint-8/optimizer.pt")), holds_weights(Path("step_8.pt"))
+    (False, True)
+    """
+    return _NOT_WEIGHTS.match(path.name) is None
+
+
 _PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, a Lightning attribute
 
 CheckpointsSpec = str | PathLike[str] | Sequence[str | PathLike[str]]
@@ -93,7 +112,11 @@ def _candidates(folder: Path) -> list[Path]:
             entries = list(where.iterdir())
         except OSError:
             return []
-        return [p for p in entries if p.suffix in CHECKPOINT_SUFFIXES or is_index(p)]
+        return [
+            p
+            for p in entries
+            if (p.suffix in CHECKPOINT_SUFFIXES and holds_weights(p)) or is_index(p)
+        ]
 
     found = listed(folder)
     if not found:
@@ -113,7 +136,9 @@ def _expand(entry: str | PathLike[str]) -> list[Path]:
         raise CheckpointError("an empty checkpoint path: name a file, a folder or a glob.")
     if glob.has_magic(text):
         matched = [Path(p) for p in glob.glob(text, recursive=True)]
-        found = group_shards([p for p in matched if p.is_file() or p.is_symlink()])
+        found = group_shards(
+            [p for p in matched if (p.is_file() or p.is_symlink()) and holds_weights(p)]
+        )
         if not found:
             raise CheckpointError(
                 f"the glob {text!r} matches no checkpoint file. Check the folder and the pattern "
