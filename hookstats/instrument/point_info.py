@@ -2,6 +2,10 @@
 type, depth, parameters and their bytes (dtype-aware), and whether the point is innermost.
 
 Parameter sizes are keyed by tensor identity, so totals count a tied or shared tensor once.
+Quantized modules (``torch.ao.quantization.quantize_dynamic``) hold their weights *packed*, in
+a ``torch.ScriptObject`` that is not a ``Parameter``: those are unpacked once and counted as
+the module's parameters (int8 weights at 1 byte, fp16 at 2, plus the bias), keyed by the
+packed object.
 
 May import: torch, :mod:`hookstats.points`, :mod:`hookstats.instrument.records`.
 
@@ -16,12 +20,15 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import nn
 
 from ..points import HookPoint, innermost_flags
 from .records import PointInfo
 
-__all__ = ["ParameterSizes", "parameter_bytes", "point_infos"]
+__all__ = ["ParameterSizes", "packed_size", "parameter_bytes", "point_infos"]
 
 ParameterSizes = dict[int, tuple[int, int]]
 """``id(tensor) -> (elements, bytes)`` of every parameter of the selected points."""
@@ -32,6 +39,43 @@ def parameter_bytes(param: torch.Tensor, dtype: torch.dtype | None) -> int:
     cast = dtype is not None and param.is_floating_point()
     itemsize = dtype.itemsize if cast and dtype is not None else param.element_size()
     return param.numel() * itemsize
+
+
+def _packed_holders(module: nn.Module, *, recurse: bool) -> list[nn.Module]:
+    """The module and the modules whose packed weights it owns: its ``*PackedParams``
+    children (never called themselves), or all of its descendants with ``recurse``."""
+    if recurse:
+        return list(module.modules())
+    children = [c for c in module.children() if type(c).__name__.endswith("PackedParams")]
+    return [module, *children]
+
+
+def _packed_objects(module: nn.Module, *, recurse: bool) -> list[tuple[Any, nn.Module]]:
+    script_object = getattr(torch, "ScriptObject", None)
+    if script_object is None:
+        return []
+    found = []
+    for holder in _packed_holders(module, recurse=recurse):
+        for value in vars(holder).values():
+            if isinstance(value, script_object):
+                found.append((value, holder))
+    return found
+
+
+def packed_size(packed: Any, holder: nn.Module, dtype: torch.dtype | None) -> tuple[int, int]:
+    """``(elements, bytes)`` of the weight and bias in a quantized packed-parameter object
+    (``(0, 0)`` when it cannot be unpacked)."""
+    try:
+        weight, bias = packed.unpack()[:2]
+    except Exception:
+        return 0, 0
+    stored = getattr(holder, "dtype", None)
+    itemsize = 2 if stored == torch.float16 else weight.element_size()
+    elements = weight.numel() + (bias.numel() if bias is not None else 0)
+    nbytes = weight.numel() * itemsize
+    if bias is not None:
+        nbytes += parameter_bytes(bias, dtype)
+    return elements, nbytes
 
 
 def point_infos(
@@ -47,7 +91,12 @@ def point_infos(
             if id(param) not in sizes:
                 sizes[id(param)] = (param.numel(), parameter_bytes(param, dtype))
             ids.append(id(param))
+        for packed, holder in _packed_objects(point.module, recurse=True):
+            if id(packed) not in sizes:
+                sizes[id(packed)] = packed_size(packed, holder, dtype)
+            ids.append(id(packed))
         own = [parameter_bytes(p, dtype) for p in point.module.parameters(recurse=False)]
+        own += [sizes[id(p)][1] for p, _ in _packed_objects(point.module, recurse=False)]
         infos.append(
             PointInfo(
                 name=point.name,

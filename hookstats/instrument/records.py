@@ -21,7 +21,9 @@ class CallRecord:
     """One call of one hook point during a forward pass.
 
     ``macs`` includes every op run inside the call, nested hook points included;
-    ``self_macs`` only those not inside a nested selected hook point.
+    ``self_macs`` only those not inside a nested selected hook point. ``latency_s`` is the
+    call's wall time (pre-hook to post-hook) and ``self_latency_s`` that time less the time
+    of the nested selected hook points' calls (both None untimed).
     """
 
     hook_point: str
@@ -34,6 +36,7 @@ class CallRecord:
     macs: int = 0
     self_macs: int = 0
     latency_s: float | None = None
+    self_latency_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -62,7 +65,8 @@ class PointStats:
     """Running totals of one hook point over its calls.
 
     ``shapes`` counts the calls per distinct output signature (the tuple of output shapes), in
-    first-seen order. ``latency_s`` sums the calls' pre-hook to post-hook time (0 untimed).
+    first-seen order. ``latency_s`` sums the calls' pre-hook to post-hook time (0 untimed) and
+    ``self_latency_s`` their self time (less the nested selected points' calls).
     ``first_seen`` orders points by first call (-1: never called).
     """
 
@@ -75,6 +79,7 @@ class PointStats:
     macs: int = 0
     self_macs: int = 0
     latency_s: float = 0.0
+    self_latency_s: float = 0.0
 
     def add_call(self, record: CallRecord, *, with_macs: bool = True) -> None:
         """Fold one call in; its MACs too unless ``with_macs=False`` (they come from a cache)."""
@@ -85,6 +90,8 @@ class PointStats:
         self.input_bytes += record.input_bytes
         if record.latency_s is not None:
             self.latency_s += record.latency_s
+        if record.self_latency_s is not None:
+            self.self_latency_s += record.self_latency_s
         if with_macs:
             self.macs += record.macs
             self.self_macs += record.self_macs
@@ -112,6 +119,7 @@ class PointStats:
             self.macs,
             self.self_macs,
             self.latency_s,
+            self.self_latency_s,
         )
 
 
