@@ -189,6 +189,30 @@ def test_value_dependent_control_flow_is_exact_per_point(model_class, timing):
     assert report.counted_forwards == report.forwards == len(inputs)
 
 
+class BranchesOnAList(nn.Module):
+    """Reads values through ``tolist()``, which the dispatcher does not see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.fc(x)) if x.tolist()[0][0] > 0 else self.fc(x)
+
+
+def test_values_read_behind_the_dispatchers_back_are_caught_with_timing():
+    model = BranchesOnAList()
+    with torch.no_grad(), hs.track(model, timing=True) as tracker:
+        model(torch.ones(3, 4))  # counted: fc twice
+        model(-torch.ones(3, 4))  # same signature, fc once: the light hooks see one call
+        for _ in range(3):
+            model(torch.ones(3, 4))  # counted from now on
+    report = tracker.report
+    assert (report.estimated_forwards, report.counted_forwards) == (1, 4)
+    # 4 forwards with fc twice, 1 with fc once: 9 calls of 3 * 4 * 4 = 48 MACs
+    assert tracker.to_frame().set_index("hook_point").loc["fc", "macs"] == 9 * 48
+
+
 @pytest.mark.parametrize("timing", [False, True])
 def test_several_threads_are_all_counted_exactly(timing):
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
@@ -256,7 +280,7 @@ def test_per_signature_state_is_bounded_and_totals_stay_exact():
     model = nn.Sequential(nn.Linear(8, 8))
     with torch.no_grad(), hs.track(model, timing=False) as tracker:
         cache = tracker._accounts.cache
-        cache.max_entries = 16  # the bound (65_536 records / points), small for the test
+        cache.max_entries = 16  # the bound (16_384 records / points), small for the test
         for length in range(1, 201):
             model(torch.zeros(length, 8))
         assert len(cache.entries) <= 16
@@ -264,6 +288,9 @@ def test_per_signature_state_is_bounded_and_totals_stay_exact():
     # rows 1 + 2 + ... + 200 = 20_100, each through 8 * 8 MACs
     assert tracker.report.total("macs") == 20_100 * 64
     assert tracker.report.total("calls") == 2 * 200
+    shapes = tracker.to_frame().set_index("hook_point").loc["0", "output_shapes"]
+    assert len(shapes) == 64 + 1  # 64 distinct output shapes kept, the rest counted together
+    assert shapes["other"] == 200 - 64 and shapes[(1, 8)] == 1
 
 
 def test_scripted_module_is_refused_with_what_to_do():
@@ -273,6 +300,8 @@ def test_scripted_module_is_refused_with_what_to_do():
     wrapper = nn.Sequential(nn.Linear(3, 3), torch.jit.script(nn.ReLU()))
     with pytest.raises(TrackError, match="module '1' is a TorchScript module"):
         hs.track(wrapper)
+    with pytest.raises(hs.InputSpecError, match="module '1' is a TorchScript module.*eager"):
+        hs.profile(wrapper, input_shape=(3,))
 
 
 class Sleepy(nn.Module):

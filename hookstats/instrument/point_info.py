@@ -41,25 +41,52 @@ def parameter_bytes(param: torch.Tensor, dtype: torch.dtype | None) -> int:
     return param.numel() * itemsize
 
 
-def _packed_holders(module: nn.Module, *, recurse: bool) -> list[nn.Module]:
-    """The module and the modules whose packed weights it owns: its ``*PackedParams``
-    children (never called themselves), or all of its descendants with ``recurse``."""
-    if recurse:
-        return list(module.modules())
-    children = [c for c in module.children() if type(c).__name__.endswith("PackedParams")]
-    return [module, *children]
-
-
-def _packed_objects(module: nn.Module, *, recurse: bool) -> list[tuple[Any, nn.Module]]:
+def _script_objects(module: nn.Module) -> list[Any]:
     script_object = getattr(torch, "ScriptObject", None)
     if script_object is None:
         return []
-    found = []
-    for holder in _packed_holders(module, recurse=recurse):
-        for value in vars(holder).values():
-            if isinstance(value, script_object):
-                found.append((value, holder))
-    return found
+    return [value for value in vars(module).values() if isinstance(value, script_object)]
+
+
+def _is_packed_holder(module: nn.Module) -> bool:
+    """A ``*PackedParams`` module: it holds a quantized module's weights, is never called."""
+    return type(module).__name__.endswith("PackedParams")
+
+
+class _Tensors:
+    """The tensors each module holds (parameters and packed weights), with their sizes, each
+    module's subtree walked once."""
+
+    def __init__(self, dtype: torch.dtype | None) -> None:
+        self.dtype = dtype
+        self.sizes: ParameterSizes = {}
+        self._under: dict[int, frozenset[int]] = {}
+
+    def own(self, module: nn.Module) -> list[int]:
+        ids = []
+        for param in module.parameters(recurse=False):
+            if id(param) not in self.sizes:
+                self.sizes[id(param)] = (param.numel(), parameter_bytes(param, self.dtype))
+            ids.append(id(param))
+        for packed in _script_objects(module):
+            if id(packed) not in self.sizes:
+                self.sizes[id(packed)] = packed_size(packed, module, self.dtype)
+            ids.append(id(packed))
+        return ids
+
+    def under(self, module: nn.Module) -> frozenset[int]:
+        found = self._under.get(id(module))
+        if found is None:
+            ids = set(self.own(module))
+            for child in module.children():
+                ids |= self.under(child)
+            found = self._under[id(module)] = frozenset(ids)
+        return found
+
+    def own_bytes(self, module: nn.Module) -> list[int]:
+        """Bytes of the tensors the module owns itself (its packed-weight holders included)."""
+        holders = [module, *(c for c in module.children() if _is_packed_holder(c))]
+        return [self.sizes[i][1] for holder in holders for i in self.own(holder)]
 
 
 def packed_size(packed: Any, holder: nn.Module, dtype: torch.dtype | None) -> tuple[int, int]:
@@ -82,21 +109,13 @@ def point_infos(
     points: list[HookPoint], dtype: torch.dtype | None
 ) -> tuple[list[PointInfo], ParameterSizes]:
     """One :class:`PointInfo` per point, and the sizes of every parameter they hold."""
-    sizes: ParameterSizes = {}
+    tensors = _Tensors(dtype)
     innermost = innermost_flags([p.name for p in points])
     infos = []
     for point, is_innermost in zip(points, innermost, strict=True):
-        ids = []
-        for param in point.module.parameters():
-            if id(param) not in sizes:
-                sizes[id(param)] = (param.numel(), parameter_bytes(param, dtype))
-            ids.append(id(param))
-        for packed, holder in _packed_objects(point.module, recurse=True):
-            if id(packed) not in sizes:
-                sizes[id(packed)] = packed_size(packed, holder, dtype)
-            ids.append(id(packed))
-        own = [parameter_bytes(p, dtype) for p in point.module.parameters(recurse=False)]
-        own += [sizes[id(p)][1] for p, _ in _packed_objects(point.module, recurse=False)]
+        ids = tensors.under(point.module)
+        own = tensors.own_bytes(point.module)
+        sizes = tensors.sizes
         infos.append(
             PointInfo(
                 name=point.name,
@@ -108,7 +127,7 @@ def point_infos(
                 owns_parameters=bool(own),
                 own_parameter_bytes=sum(own),
                 innermost=is_innermost,
-                parameter_ids=frozenset(ids),
+                parameter_ids=ids,
             )
         )
-    return infos, sizes
+    return infos, tensors.sizes

@@ -49,15 +49,46 @@ from ..points import HookPoint, display_name
 from .records import CallRecord
 from .tensors import summarize_tensors
 
-__all__ = ["CallRecorder"]
+__all__ = ["CallRecorder", "scripted_module"]
+
+
+def scripted_module(model: nn.Module) -> str | None:
+    """The name of the first TorchScript module in ``model`` (itself included), if any:
+    scripted modules cannot take Python forward hooks.
+
+    >>> scripted_module(nn.Sequential(nn.Linear(2, 2))) is None
+    True
+    """
+    script_type = getattr(torch.jit, "ScriptModule", None)
+    if script_type is None:
+        return None
+    return next(
+        (display_name(name) for name, m in model.named_modules() if isinstance(m, script_type)),
+        None,
+    )
 
 
 class _ThreadRecord:
-    """What one thread is recording: its call stack, its records, its MACs outside points."""
+    """What one thread is recording: its call stack, its records, its MACs outside points.
 
-    __slots__ = ("call_counts", "calls", "stack", "top_latency_s", "unattributed_macs")
+    A *light* record (``start(light=True)``) keeps only calls and times per point
+    (:attr:`times`: name -> ``[calls, latency_s, self_latency_s]``): what a forward whose
+    sizes and MACs are already known needs.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "call_counts",
+        "calls",
+        "light",
+        "stack",
+        "times",
+        "top_latency_s",
+        "unattributed_macs",
+    )
+
+    def __init__(self, light: bool = False) -> None:
+        self.light = light
+        self.times: dict[str, list[Any]] = {}
         self.stack: list[list[Any]] = []  # [record, started, child seconds]
         self.calls: list[CallRecord] = []
         self.call_counts: dict[str, int] = {}
@@ -146,9 +177,10 @@ class CallRecorder:
     def _state(self) -> _ThreadRecord | None:
         return getattr(self._local, "record", None)
 
-    def start(self) -> None:
-        """Record the forwards this thread runs from now on (fresh records)."""
-        self._local.record = _ThreadRecord()
+    def start(self, *, light: bool = False) -> None:
+        """Record the forwards this thread runs from now on (fresh records); ``light`` keeps
+        only calls and times per point (see :meth:`take_times`)."""
+        self._local.record = _ThreadRecord(light)
 
     def stop(self) -> None:
         """Stop recording in this thread (its records are kept until :meth:`start`)."""
@@ -187,6 +219,14 @@ class CallRecorder:
         self._local.done = None
         return state.calls, state.unattributed_macs, state.top_latency_s
 
+    def take_times(self) -> tuple[dict[str, list[Any]], float]:
+        """Stop a light record in this thread and hand over ``(times, top_latency_s)``:
+        per point ``[calls, latency_s, self_latency_s]``."""
+        state = self._finished()
+        self._local.record = None
+        self._local.done = None
+        return state.times, state.top_latency_s
+
     def reset(self) -> None:
         """Forget this thread's records and stop recording (used before a retry on another
         device, and after a forward that raised)."""
@@ -219,6 +259,9 @@ class CallRecorder:
         if state is None:
             return
         name = self._point_names[id(module)]
+        if state.light:
+            state.stack.append([name, time.perf_counter() if self._timing else 0.0, 0.0])
+            return
         counts = state.call_counts
         index = counts.get(name, 0)
         counts[name] = index + 1
@@ -233,6 +276,9 @@ class CallRecorder:
     def _after_call(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         state = getattr(self._local, "record", None)
         if state is None or not state.stack:
+            return
+        if state.light:
+            self._time_light(state)
             return
         record, started, children = state.stack.pop()
         if self._timing:
@@ -250,3 +296,17 @@ class CallRecorder:
         record.macs += record.self_macs
         if state.stack:
             state.stack[-1][0].macs += record.macs
+
+    def _time_light(self, state: _ThreadRecord) -> None:
+        name, started, children = state.stack.pop()
+        latency = time.perf_counter() - started if self._timing else 0.0
+        times = state.times.get(name)
+        if times is None:
+            times = state.times[name] = [0, 0.0, 0.0]
+        times[0] += 1
+        times[1] += latency
+        times[2] += max(latency - children, 0.0)
+        if state.stack:
+            state.stack[-1][2] += latency
+        else:
+            state.top_latency_s += latency

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..counting import MacCounter
-from ..errors import ForwardError, MetaDeviceError
+from ..errors import ForwardError, InputSpecError, MetaDeviceError
 from ..instrument import CallRecorder, dtype_name, eval_mode, model_float_dtype, observe_forward
 from ..instrument.inputs import build_inputs
 from ..instrument.placement import (
@@ -36,6 +36,7 @@ from ..instrument.placement import (
     resolve_model,
 )
 from ..instrument.point_info import point_infos
+from ..instrument.recorder import scripted_module
 from ..instrument.uncounted import warn_uncounted
 from ..points import HookPoint, PointSpec, select_points
 from .report import Report
@@ -171,6 +172,13 @@ def profile(
     module, _ = resolve_model(model, device)
     module = _eager(module)
     selected = select_points(module, points)
+    scripted = scripted_module(module)
+    if scripted is not None:
+        raise InputSpecError(
+            f"module '{scripted}' is a TorchScript module (torch.jit.script/trace): scripted "
+            "modules cannot take Python forward hooks, so profile() cannot see their calls. "
+            "Profile the eager module (before torch.jit.script)."
+        )
     placement = plan_placement(module, device, dtype)
     args, call_kwargs = build_inputs(
         module,

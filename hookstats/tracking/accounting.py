@@ -11,7 +11,7 @@ How a forward runs (``decide``):
 
 * ``count`` -- under the MAC counter, with the recorder: exact. A new signature that no cost
   model covers, every forward of a model that reads tensor values into Python (its control
-  flow may depend on them), and the check forwards 8, 16, 32, ... of each family.
+  flow may depend on them), and the check forwards 32, 64, 128, ... of each family.
 * ``steady`` -- a signature seen before (or predicted by the family's cost model): no hook,
   no counter; its cached costs are added at the next snapshot.
 * ``record`` -- the same with ``timing=True``: the recorder's hooks measure latency and see the
@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from ..counting import OUTSIDE_POINTS, MacCounter, UncountedOp, merge_uncounted
 from ..instrument import CallRecord, ParameterSizes, PointInfo, PointStats
 from .cost_cache import CostCache, Pending, SignatureCosts, per_point_stats, should_verify
+from .cost_model import devectorize, sum_costs
 from .report import TrackReport
 from .signature import Signature
 
@@ -78,9 +80,14 @@ class TrackAccounts:
         reuse = RECORD if timing else STEADY
         if self.value_dependent:
             return COUNT, None, False
-        family = self.cache.family(signature.skeleton)
         entry = self.cache.get(signature)
+        if entry is not None and entry.family is not None:  # the hot path
+            family = entry.family
+            family.forwards += 1
+            return (COUNT if should_verify(family.forwards) else reuse), entry, False
+        family = self.cache.family(signature.skeleton)
         if entry is not None:
+            entry.family = family
             family.forwards += 1
             return (COUNT if should_verify(family.forwards) else reuse), entry, False
         self.signatures += 1
@@ -88,6 +95,7 @@ class TrackAccounts:
         if prediction is None:
             return COUNT, None, False
         entry = SignatureCosts(*prediction)
+        entry.family = family
         family.forwards += 1
         if should_verify(family.forwards):
             return COUNT, entry, True
@@ -106,12 +114,9 @@ class TrackAccounts:
             entry.steady = 0
 
     def _add_reuses(self, entry: SignatureCosts, times: int) -> None:
-        per_point, unattributed, uncounted = entry.expand()
-        for name, one in per_point.items():
-            self.stats[name].add_scaled(one, times)
-        for _ in range(times if uncounted else 0):
-            merge_uncounted(self.uncounted, uncounted)
-        self.unattributed += unattributed * times
+        self.unattributed += _add_summed(
+            [(entry.template, entry.values, times)], self.stats, self.uncounted
+        )
 
     # --- adding forwards ------------------------------------------------------------------
 
@@ -152,28 +157,49 @@ class TrackAccounts:
             self._cache(signature, entry)
         self._count_forward(pending, elapsed)
 
-    def add_recorded(self, pending: Pending, calls: list[CallRecord], elapsed: float) -> None:
-        """A forward recorded with hooks (``timing=True``) whose MACs come from the cache. If
-        its calls differ from the cached ones, its MACs are estimated (calls x MACs per call)
-        and every later forward is counted."""
+    def add_recorded(
+        self,
+        pending: Pending,
+        times: dict[str, list[Any]],
+        root: tuple[str, float, float] | None,
+        elapsed: float,
+    ) -> None:
+        """A forward timed with light hooks (``timing=True``) whose costs come from the cache:
+        ``times`` holds per point ``[calls, latency_s, self_latency_s]`` (and ``root`` the
+        model's own). If its calls differ from the cached ones, its costs are estimated (per
+        call) and every later forward is counted."""
         entry = pending.entry
         assert entry is not None
         per_point, unattributed, uncounted = entry.expand()
-        self._fold(calls, with_macs=False)
-        seen = per_point_stats(calls)
-        same = all(
-            seen.get(name, PointStats()).calls == one.calls for name, one in per_point.items()
-        ) and set(seen) <= set(per_point)
-        for name, one in per_point.items():
-            share = 1.0 if same else seen.get(name, PointStats()).calls / max(one.calls, 1)
-            self.stats[name].macs += round(one.macs * share)
-            self.stats[name].self_macs += round(one.self_macs * share)
+        if root is not None:
+            times = {**times, root[0]: [1, root[1], root[2]]}
+        same = len(times) == len(per_point) and all(
+            name in times and times[name][0] == one.calls for name, one in per_point.items()
+        )
+        if same:  # the usual case: the cached costs once more, and the measured times
+            self.add_steady(pending, elapsed)
+            for name, (_, latency, self_latency) in times.items():
+                stats = self.stats[name]
+                stats.latency_s += latency
+                stats.self_latency_s += self_latency
+            return
+        for name, (calls, latency, self_latency) in times.items():
+            stats = self.stats[name]
+            one = per_point.get(name)
+            if stats.first_seen < 0:
+                stats.first_seen = self._seen
+                self._seen += 1
+            if one is not None:  # estimated: the cached costs per call, times the calls
+                _add_per_call(stats, one, calls)
+            else:
+                stats.calls += calls
+            stats.latency_s += latency
+            stats.self_latency_s += self_latency
         if uncounted:
             merge_uncounted(self.uncounted, uncounted)
         self.unattributed += unattributed
-        if not same:
-            self.estimated += 1
-            self.value_dependent = True
+        self.estimated += 1
+        self.value_dependent = True
         self._count_forward(pending, elapsed)
 
     def add_failure(self) -> None:
@@ -201,16 +227,13 @@ class TrackAccounts:
         """A :class:`TrackReport` of everything so far (takes the lock)."""
         with self.lock:
             stats = {name: s.copy() for name, s in self.stats.items()}
-            unattributed = self.unattributed
             uncounted = {k: v.copy() for k, v in self.uncounted.items()}
-            for entry in self.cache.entries.values():
-                if entry.steady:
-                    per_point, outside, ops = entry.expand()
-                    for name, one in per_point.items():
-                        stats[name].add_scaled(one, entry.steady)
-                    unattributed += outside * entry.steady
-                    for _ in range(entry.steady if ops else 0):
-                        merge_uncounted(uncounted, ops)
+            reused = [
+                (entry.template, entry.values, entry.steady)
+                for entry in self.cache.entries.values()
+                if entry.steady
+            ]
+            unattributed = self.unattributed + _add_summed(reused, stats, uncounted)
             if context.outside_row:
                 stats[OUTSIDE_POINTS] = PointStats(
                     first_seen=len(stats) + 1, macs=unattributed, self_macs=unattributed
@@ -236,3 +259,30 @@ class TrackAccounts:
                 estimated_forwards=self.estimated,
                 value_reads={k: v.copy() for k, v in self.value_reads.items()},
             )
+
+
+def _add_per_call(stats: PointStats, one: PointStats, calls: int) -> None:
+    """Add ``calls`` calls at the per-call costs of ``one`` (an estimate)."""
+    share = calls / max(one.calls, 1)
+    stats.calls += calls
+    for name in ("output_elements", "activation_bytes", "input_bytes", "macs", "self_macs"):
+        setattr(stats, name, getattr(stats, name) + round(getattr(one, name) * share))
+    for shapes, count in one.shapes.items():
+        stats.shapes[shapes] += round(count * share)
+
+
+def _add_summed(
+    entries: list[tuple[Any, Any, int]],
+    stats: dict[str, PointStats],
+    uncounted: dict[str, UncountedOp],
+) -> int:
+    """Add ``times`` reuses of each ``(template, values, times)`` to ``stats`` and
+    ``uncounted``; returns the MACs outside points they add."""
+    outside = 0
+    for template, values in sum_costs(entries):
+        per_point, unattributed, ops = devectorize(template, values)
+        for name, one in per_point.items():
+            stats[name].add_scaled(one, 1)
+        merge_uncounted(uncounted, ops)
+        outside += unattributed
+    return outside

@@ -32,6 +32,7 @@ from ..counting import MacCounter
 from ..errors import TrackError
 from ..instrument import CallRecord, CallRecorder
 from ..instrument.placement import fake_copies
+from ..instrument.recorder import scripted_module
 from ..points import HookPoint, select_points
 
 __all__ = ["ShadowCounter", "unwrap_compiled"]
@@ -54,9 +55,7 @@ def unwrap_compiled(model: nn.Module) -> tuple[nn.Module, bool]:
             "compiled = torch.compile(model); with hs.track(compiled): compiled(x) -- or "
             "track the model before compiling it."
         )
-    scripted = next(
-        (name or "(model)" for name, m in inner.named_modules() if _is_scripted(m)), None
-    )
+    scripted = scripted_module(inner)
     if scripted is not None:
         raise TrackError(
             f"module '{scripted}' is a TorchScript module (torch.jit.script/trace): scripted "
@@ -65,11 +64,6 @@ def unwrap_compiled(model: nn.Module) -> tuple[nn.Module, bool]:
             "with the same inputs."
         )
     return inner, wrapped
-
-
-def _is_scripted(module: nn.Module) -> bool:
-    script_type = getattr(torch.jit, "ScriptModule", None)
-    return script_type is not None and isinstance(module, script_type)
 
 
 class ShadowCounter:

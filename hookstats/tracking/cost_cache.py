@@ -18,13 +18,15 @@ Example:
     >>> from hookstats.instrument import PointStats
     >>> cache = CostCache(points=2)
     >>> cache.max_entries
-    32768
+    8192
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from ..counting import UncountedOp
 from ..instrument import CallRecord, PointStats
@@ -41,19 +43,19 @@ __all__ = [
     "should_verify",
 ]
 
-RECORD_BUDGET = 65_536
-"""Per-point records the cache may hold in all (about 32 MiB)."""
+RECORD_BUDGET = 16_384
+"""Per-point records the cache may hold in all (a few MiB)."""
 MAX_FAMILIES = 64
 """Families (skeletons) with cost models kept at once."""
-VERIFY_FROM = 8
+VERIFY_FROM = 32
 
 
 def should_verify(forward_number: int) -> bool:
     """Whether the ``forward_number``-th uncounted forward of a family is counted instead, to
-    check the cache and the cost models (forwards 8, 16, 32, ...).
+    check the cache and the cost models (forwards 32, 64, 128, ...).
 
-    >>> [n for n in range(1, 70) if should_verify(n)]
-    [8, 16, 32, 64]
+    >>> [n for n in range(1, 300) if should_verify(n)]
+    [32, 64, 128, 256]
     """
     return forward_number >= VERIFY_FROM and forward_number & (forward_number - 1) == 0
 
@@ -80,12 +82,14 @@ class SignatureCosts:
         evicted: the entry left the cache; later reuses are added at once.
     """
 
-    __slots__ = ("_expanded", "evicted", "steady", "template", "values")
+    __slots__ = ("_expanded", "evicted", "family", "steady", "template", "values")
 
-    def __init__(self, template: Template, values: list[int]) -> None:
-        self.template, self.values = template, values
+    def __init__(self, template: Template, values: np.ndarray | list[int]) -> None:
+        self.template = template
+        self.values = values if isinstance(values, np.ndarray) else _as_array(values)
         self.steady = 0
         self.evicted = False
+        self.family: Family | None = None  # set when cached: the family its reuses count in
         self._expanded: tuple[dict[str, PointStats], int, dict[str, UncountedOp]] | None = None
 
     @classmethod
@@ -103,7 +107,14 @@ class SignatureCosts:
 
     def same_costs(self, other: SignatureCosts) -> bool:
         """True when two entries describe the same forward."""
-        return self.template == other.template and self.values == other.values
+        return self.template == other.template and np.array_equal(self.values, other.values)
+
+
+def _as_array(values: list[int]) -> np.ndarray:
+    """int64 when every value fits, else Python ints (exact either way)."""
+    if all(-(2**62) < v < 2**62 for v in values):
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray(values, dtype=object)
 
 
 class CostCache:

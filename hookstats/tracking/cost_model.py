@@ -25,7 +25,8 @@ Example:
     >>> for n in (10, 11, 12):  # attention over a cache of n positions: 8 * n MACs
     ...     stats = PointStats(calls=1, macs=8 * n)
     ...     stats.shapes[((1, n),)] = 1
-    ...     family.add((1, n), *vectorize({"attn": stats}, 0, {}))
+    ...     template, values = vectorize({"attn": stats}, 0, {})
+    ...     family.add((1, n), template, np.asarray(values))
     >>> template, values = family.predict((1, 40))
     >>> predicted = devectorize(template, values)[0]["attn"]
     >>> predicted.macs, dict(predicted.shapes)
@@ -34,9 +35,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, deque
-from fractions import Fraction
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,15 @@ import numpy as np
 from ..counting import UncountedOp
 from ..instrument import PointStats
 
-__all__ = ["MAX_DEGREE", "SAMPLES", "Family", "devectorize", "vectorize"]
+__all__ = [
+    "MAX_DEGREE",
+    "SAMPLES",
+    "Family",
+    "additive_mask",
+    "devectorize",
+    "sum_costs",
+    "vectorize",
+]
 
 SAMPLES = 6
 """Counted forwards kept per family."""
@@ -78,12 +88,42 @@ def vectorize(
     return (tuple(points), tuple(ops)), values
 
 
+@functools.lru_cache(maxsize=256)
+def additive_mask(template: Template) -> np.ndarray:
+    """Which values of a template add up across forwards (counts, sizes, MACs) and which do
+    not (the dimensions of output shapes)."""
+    points, ops = template
+    mask = [True]
+    for _, ranks in points:
+        mask += [True] * 6
+        for output_ranks in ranks:
+            mask.append(True)
+            mask += [False] * sum(output_ranks)
+    mask += [True, True] * len(ops)
+    return np.asarray(mask, dtype=bool)
+
+
+def sum_costs(
+    entries: Iterable[tuple[Template, np.ndarray, int]],
+) -> list[tuple[Template, np.ndarray]]:
+    """``times`` copies of each ``(template, values, times)``, summed: forwards with the same
+    template and the same output shapes are added as vectors (one :func:`devectorize` each)."""
+    groups: dict[tuple[Template, bytes], np.ndarray] = {}
+    for template, values, times in entries:
+        mask = additive_mask(template)
+        key = (template, values[~mask].tobytes())
+        scaled = np.where(mask, values * times, values)
+        found = groups.get(key)
+        groups[key] = scaled if found is None else np.where(mask, found + scaled, found)
+    return [(template, values) for (template, _), values in groups.items()]
+
+
 def devectorize(
-    template: Template, values: list[int]
+    template: Template, values: Sequence[int] | np.ndarray
 ) -> tuple[dict[str, PointStats], int, dict[str, UncountedOp]]:
     """The inverse of :func:`vectorize`."""
     points, ops = template
-    it = iter(values)
+    it = iter(values.tolist() if isinstance(values, np.ndarray) else values)
     unattributed = next(it)
     per_point: dict[str, PointStats] = {}
     for name, ranks in points:
@@ -111,15 +151,17 @@ def devectorize(
 
 def _weights(nodes: list[int], at: int) -> tuple[list[int], int]:
     """Integer Lagrange weights ``W`` and denominator ``D``: ``P(at) = sum(W_i y_i) / D``."""
-    fractions = []
+    numerators, denominators = [], []
     for i, ti in enumerate(nodes):
-        weight = Fraction(1)
+        numerator = denominator = 1
         for j, tj in enumerate(nodes):
             if j != i:
-                weight *= Fraction(at - tj, ti - tj)
-        fractions.append(weight)
-    denominator = math.lcm(*(f.denominator for f in fractions))
-    return [int(f * denominator) for f in fractions], denominator
+                numerator *= at - tj
+                denominator *= ti - tj
+        numerators.append(numerator)
+        denominators.append(denominator)
+    common = math.lcm(*(abs(d) for d in denominators))
+    return [n * (common // d) for n, d in zip(numerators, denominators, strict=True)], common
 
 
 def _interpolate(rows: list[np.ndarray], nodes: list[int], at: int, peak: int) -> np.ndarray | None:
@@ -139,10 +181,10 @@ def _interpolate(rows: list[np.ndarray], nodes: list[int], at: int, peak: int) -
 class _Sample:
     __slots__ = ("dims", "peak", "template", "values")
 
-    def __init__(self, dims: tuple[int, ...], template: Template, values: list[int]) -> None:
+    def __init__(self, dims: tuple[int, ...], template: Template, values: np.ndarray) -> None:
         self.dims = np.asarray(dims, dtype=np.int64)
         self.template = template
-        self.values = np.asarray(values, dtype=np.int64)
+        self.values = values
         self.peak = int(np.abs(self.values).max()) if len(values) else 0
 
 
@@ -163,12 +205,12 @@ class Family:
         self._lines: dict[tuple[int, bytes], _Line | None] = {}
         self.forwards = 0  # forwards of this family not counted (steady or predicted)
 
-    def add(self, dims: tuple[int, ...], template: Template, values: list[int]) -> None:
+    def add(self, dims: tuple[int, ...], template: Template, values: np.ndarray) -> None:
         """Keep a counted forward (the oldest beyond :data:`SAMPLES` is dropped)."""
         self.samples.append(_Sample(dims, template, values))
         self._lines.clear()
 
-    def predict(self, dims: tuple[int, ...]) -> tuple[Template, list[int]] | None:
+    def predict(self, dims: tuple[int, ...]) -> tuple[Template, np.ndarray] | None:
         """Exact costs of a forward with ``dims`` from a validated polynomial, or None."""
         if len(self.samples) < 3 or len(dims) != len(self.samples[-1].dims):
             return None
@@ -176,7 +218,7 @@ class Family:
         delta = np.asarray(dims, dtype=np.int64) - anchor.dims
         step = math.gcd(*(int(d) for d in delta))
         if step == 0:
-            return anchor.template, [int(v) for v in anchor.values]
+            return anchor.template, anchor.values
         direction = delta // step
         key = (id(anchor), direction.tobytes())
         if key not in self._lines:
@@ -187,7 +229,7 @@ class Family:
         values = _interpolate(line.rows, line.nodes, step, line.peak)
         if values is None:
             return None
-        return anchor.template, [int(v) for v in values]
+        return anchor.template, values
 
     def _on_line(self, anchor: _Sample, direction: np.ndarray) -> list[tuple[int, _Sample]]:
         """Samples with the anchor's template on the line, as (integer node, sample)."""

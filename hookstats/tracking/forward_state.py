@@ -9,8 +9,8 @@ block's exit) sees that this frame is no longer running and repairs the state
 (:meth:`ForwardState.is_stale`, :func:`leave_mode`) -- a call nested inside a running forward
 is told apart by its frame being an ancestor.
 
-May import: torch, :mod:`hookstats.counting`, and the :mod:`hookstats.tracking` sibling
-``cost_cache``.
+May import: torch, :mod:`hookstats.counting`, :mod:`hookstats.instrument`, and the
+:mod:`hookstats.tracking` sibling ``cost_cache``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from typing import Any
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
 from ..counting import MacCounter
+from ..instrument import CallRecord
+from ..instrument.tensors import summarize_tensors
 from .cost_cache import Pending
 
-__all__ = ["ForwardState", "leave_mode", "thread_state"]
+__all__ = ["ForwardState", "leave_mode", "root_call_record", "thread_state"]
 
 
 class ForwardState:
@@ -88,3 +90,22 @@ def leave_mode(mode: TorchDispatchMode) -> None:
     mode.__exit__(None, None, None)  # type: ignore[no-untyped-call]
     for other in reversed(above):
         _push_mode(other)
+
+
+def root_call_record(
+    name: str, pending: Pending, output: Any, counter: MacCounter | None, unattributed: int
+) -> CallRecord:
+    """The call record of the model itself, when it is a tracked point: its MACs are the
+    counter's total, its own MACs those no other tracked point claimed."""
+    summary = summarize_tensors(output)
+    return CallRecord(
+        hook_point=name,
+        call_index=0,
+        order=-1,
+        input_bytes=pending.input_bytes,
+        output_shapes=summary.shapes,
+        output_elements=summary.elements,
+        activation_bytes=summary.nbytes,
+        macs=counter.total_macs if counter is not None else 0,
+        self_macs=unattributed if counter is not None else 0,
+    )

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..counting import OUTSIDE_POINTS, UncountedOp
 from ..instrument import ParameterSizes, PointInfo, PointStats
+from ..instrument.records import OTHER_SHAPES, Shapes
 from ..instrument.totals import model_total
 from ..units import shape_cell
 
@@ -57,6 +58,10 @@ TRACK_COLUMNS = [
 _OWN_TOTALS = ("forwards", "samples", "latency_ms")
 
 
+def _shape_key(shapes: Shapes) -> Any:
+    return "other" if shapes == OTHER_SHAPES else shape_cell(shapes)
+
+
 @dataclass(slots=True)
 class TrackReport:
     """A snapshot of a ``track()`` block. Made by :attr:`hookstats.Tracker.report`.
@@ -80,7 +85,7 @@ class TrackReport:
             ``(outside hook points)`` row when the model itself is not tracked).
         metrics: long frame ``hook_point, metric, value, note`` from ``metrics=``, or None.
         counted_forwards: forwards run under the MAC counter (new work signatures, models
-            that read tensor values, and the check forwards 8, 16, 32, ... of each family).
+            that read tensor values, and the check forwards 32, 64, 128, ... of each family).
         predicted_forwards: forwards with a new signature whose costs came from a cost model
             fitted and checked on counted forwards (see docs/track.md).
         estimated_forwards: forwards whose MACs could only be estimated (their calls differed
@@ -127,7 +132,8 @@ class TrackReport:
         """One row per hook point, in execution order (never-called points last).
 
         Columns: ``TRACK_COLUMNS`` -- ``output_shape`` is the most frequent output shape,
-        ``output_shapes`` maps each distinct shape to its number of calls, per-call columns are
+        ``output_shapes`` maps each distinct shape to its number of calls (at most 64 shapes,
+        the calls with further ones under ``"other"``), per-call columns are
         sums over the block, ``latency_ms`` is the summed latency (NaN with ``timing=False``),
         ``mean_latency_ms`` the latency per call and ``self_latency_ms`` the summed self time
         (latency less that of the nested tracked points' calls) -- then one column per metric
@@ -149,7 +155,7 @@ class TrackReport:
     def _row(self, info: PointInfo, stats: PointStats, *, timed: bool = True) -> dict[str, Any]:
         latency_ms = stats.latency_s * 1e3 if self.timing and timed else math.nan
         self_ms = stats.self_latency_s * 1e3 if self.timing and timed else math.nan
-        common = stats.shapes.most_common(1)
+        common = [item for item in stats.shapes.most_common(2) if item[0] != OTHER_SHAPES][:1]
         return {
             "hook_point": info.name,
             "module_type": info.module_type,
@@ -157,7 +163,7 @@ class TrackReport:
             "is_leaf": info.is_leaf,
             "calls": stats.calls,
             "output_shape": shape_cell(common[0][0]) if common else None,
-            "output_shapes": {shape_cell(s): n for s, n in stats.shapes.items()},
+            "output_shapes": {_shape_key(s): n for s, n in stats.shapes.items()},
             "output_elements": stats.output_elements,
             "activation_bytes": stats.activation_bytes,
             "input_bytes": stats.input_bytes,

@@ -8,7 +8,7 @@ and asks :class:`~.accounting.TrackAccounts` how to run it; the post-hook hands 
 recorded. How a forward runs:
 
 * **counted** -- a signature no cache entry or cost model covers, every forward of a model that
-  reads tensor values into Python, and the check forwards 8, 16, 32, ... of each family: the
+  reads tensor values into Python, and the check forwards 32, 64, 128, ... of each family: the
   :class:`~hookstats.instrument.recorder.CallRecorder` on the tracked modules and a
   :class:`~hookstats.counting.MacCounter`, exactly as ``profile`` counts.
 * **steady** -- a signature seen before, or predicted by the family's cost model
@@ -41,7 +41,7 @@ import threading
 import time
 import weakref
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import torch
@@ -52,7 +52,6 @@ from torch.utils.hooks import RemovableHandle
 from ..counting import MacCounter
 from ..errors import TrackError
 from ..instrument import (
-    CallRecord,
     CallRecorder,
     dtype_name,
     model_device,
@@ -62,22 +61,21 @@ from ..instrument import (
 from ..instrument.placement import autocast_dtype
 from ..instrument.tensors import summarize_tensors
 from ..instrument.uncounted import warn_uncounted
-from ..metrics import MetricNames, compute_metrics, metric_registry
+from ..metrics import MetricNames, compute_metrics
 from ..points import PointSpec, select_points
-from .accounting import COUNT, RECORD, STEADY, ReportContext, TrackAccounts
+from .accounting import RECORD, STEADY, ReportContext, TrackAccounts
 from .compiled import ShadowCounter, unwrap_compiled
 from .cost_cache import Pending
 from .cuda_timing import CudaEventTimer, add_sync_hooks, warm_up_dispatch
-from .forward_state import ForwardState, leave_mode, thread_state
+from .forward_state import ForwardState, leave_mode, root_call_record, thread_state
 from .live import LiveView
+from .options import CudaTiming, SortKey, check_metrics, check_options
 from .report import TrackReport
 from .signature import leading_dim, work_signature
 
 __all__ = ["Tracker", "track"]
 
 _ACTIVE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-SortKey = Literal["latency", "macs"]
-CudaTiming = Literal["sync", "events"]
 
 
 class Tracker:
@@ -100,8 +98,8 @@ class Tracker:
         top: int = 15,
         cuda_timing: CudaTiming = "sync",
     ) -> None:
-        _check_options(sort_by, top, cuda_timing)
-        _check_metrics(metrics)
+        check_options(sort_by, top, cuda_timing)
+        check_metrics(metrics)
         select_points(model, points)  # rejects a non-module and a bad selection first
         eager, compiled = unwrap_compiled(model)
         selected = select_points(eager, points)
@@ -258,7 +256,7 @@ class Tracker:
         if self._events is not None:
             self._events.discard_open()
         if mode == RECORD:
-            self._recorder.start()
+            self._recorder.start(light=True)
             return
         if self._shadow is not None:
             try:
@@ -291,6 +289,9 @@ class Tracker:
     def _finish_recorded(
         self, state: ForwardState, pending: Pending, output: Any, elapsed: float
     ) -> None:
+        if pending.mode == RECORD:
+            self._finish_timed(pending, elapsed)
+            return
         counter = state.counter
         if counter is not None:
             leave_mode(counter)
@@ -305,37 +306,32 @@ class Tracker:
             state.recording = False
         if self._root_name is not None:
             timed = self._timing and self._events is None
-            calls.insert(0, self._root_record(pending, output, counter, unattributed))
+            calls.insert(
+                0, root_call_record(self._root_name, pending, output, counter, unattributed)
+            )
             if timed:
                 calls[0].latency_s, calls[0].self_latency_s = elapsed, max(elapsed - top, 0.0)
             unattributed = 0
+        assert counter is not None
         with self._accounts.lock:
-            if pending.mode == COUNT:
-                assert counter is not None
-                self._accounts.add_counted(pending, calls, counter, unattributed, elapsed)
-            else:
-                self._accounts.add_recorded(pending, calls, elapsed)
-            if self._events is not None:
-                self._events.commit()
-                self._events.resolve(self._accounts.stats, wait=False)
+            self._accounts.add_counted(pending, calls, counter, unattributed, elapsed)
+            self._resolve_events()
 
-    def _root_record(
-        self, pending: Pending, output: Any, counter: MacCounter | None, unattributed: int
-    ) -> CallRecord:
-        """The call record of the model itself: its MACs are the counter's total, its own MACs
-        those no other tracked point claimed."""
-        summary = summarize_tensors(output)
-        return CallRecord(
-            hook_point=self._root_name or "",
-            call_index=0,
-            order=-1,
-            input_bytes=pending.input_bytes,
-            output_shapes=summary.shapes,
-            output_elements=summary.elements,
-            activation_bytes=summary.nbytes,
-            macs=counter.total_macs if counter is not None else 0,
-            self_macs=unattributed if counter is not None else 0,
-        )
+    def _finish_timed(self, pending: Pending, elapsed: float) -> None:
+        """A forward whose costs are cached, timed with the recorder's light hooks."""
+        times, top = self._recorder.take_times()
+        root = None
+        if self._root_name is not None:
+            timed = self._timing and self._events is None
+            root = (self._root_name, elapsed if timed else 0.0, max(elapsed - top, 0.0) * timed)
+        with self._accounts.lock:
+            self._accounts.add_recorded(pending, times, root, elapsed)
+            self._resolve_events()
+
+    def _resolve_events(self) -> None:
+        if self._events is not None:
+            self._events.commit()
+            self._events.resolve(self._accounts.stats, wait=False)
 
     def _root_cleanup(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         state = thread_state(self._local)
@@ -376,27 +372,6 @@ class Tracker:
 
     def __rich__(self) -> Any:
         return self.report.__rich__()
-
-
-def _check_metrics(metrics: MetricNames) -> None:
-    """Unknown metric names fail when the block is set up, not after the inference."""
-    if metrics is None:
-        return
-    needs_task = [spec.name for spec in metric_registry.resolve(metrics) if spec.category == 2]
-    if needs_task:
-        raise TrackError(
-            f"track(metrics=) computes weight metrics; {', '.join(needs_task)} need(s) a task: "
-            "call hs.compute_metrics(model, points, metrics, task=...) after the block instead."
-        )
-
-
-def _check_options(sort_by: str, top: int, cuda_timing: str) -> None:
-    if sort_by not in ("latency", "macs"):
-        raise TrackError(f"sort_by must be 'latency' or 'macs', got {sort_by!r}.")
-    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
-        raise TrackError(f"top must be a positive int (rows shown in the table), got {top!r}.")
-    if cuda_timing not in ("sync", "events"):
-        raise TrackError(f"cuda_timing must be 'sync' or 'events', got {cuda_timing!r}.")
 
 
 def track(
