@@ -2,24 +2,24 @@
 
 Suites (``--suite``, default all):
 
-* ``steady`` -- time per forward with the tracker open for the whole measurement (its first
-  forward of a signature, counted, in the warm-up): the seed's small CNN and a small
-  transformer at batch 1 and 32, and a 1024-wide MLP at batch 32. Targets with timing off:
+* ``steady`` -- time per forward with a tracker open (its counted first forward of the
+  signature untimed): the seed's small CNN and a small transformer at batch 1 and 32, and a
+  1024-wide MLP at batch 32. Targets with timing off:
   under 15% at batch 1, under 5% at batch 32, under 3% for the 1024-wide MLP.
 * ``generate`` -- ``model.generate()`` of a Llama-shaped model (hidden 512, 4 layers, 8 heads,
   sdpa, vocab 32000) for 32 new tokens after a 16-token prompt, greedy. ``cold``: a new
   tracker around each generate (the prompt and the first decoding steps are counted, the rest
   predicted); ``warm``: the tracker open across generates (every step's signature seen).
   Targets: timing off <= 1.05x, timing on <= 1.15x. Every tracked generate is checked to be
-  exact (per hook point, against ``hs.profile`` of each forward) once before timing. A second
-  plain copy of the model shows the noise floor of the machine.
+  exact (per hook point, against ``hs.profile`` of each forward) once before timing.
 * ``moe`` -- a mixture of experts: transformers' Mixtral (grouped experts: shapes decide the
   work) and a token-choice MoE whose expert calls depend on the routing (every forward read
   values, so every forward is counted): exactness first, the overhead is reported.
 * ``memory`` -- RSS growth of a tracker over 10,001 distinct sequence lengths (the per-
   signature state is bounded).
 
-Configurations are interleaved round by round and the *fastest* round of each is reported
+Configurations run on one model object (copies of a model differ by a few percent in speed,
+memory placement), interleaved round by round, and the *fastest* round of each is reported
 (like ``timeit``): on a shared machine other processes only ever add time. Wall time is the
 figure; process CPU time (``--clock cpu``) is less disturbed by other processes on a shared
 machine. One thread (``torch.set_num_threads(1)``) unless ``--threads``.
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
-import copy
 import gc
 import resource
 import sys
@@ -57,17 +55,29 @@ CONFIGS = ("plain", "timing off", "timing on")
 
 
 def fastest_rounds(
-    runs: dict[str, Callable[[], None]], rounds: int, clock: Callable[[], float]
+    runs: dict[str, Callable[[Callable[[], float]], float]],
+    rounds: int,
+    clock: Callable[[], float],
 ) -> dict[str, float]:
-    """Seconds of the fastest round of each run, rounds interleaved."""
+    """Seconds of the fastest round of each run, rounds interleaved. A run gets the clock and
+    returns the seconds of what it timed (so it can set up a tracker outside the timing)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             gc.collect()
-            start = clock()
-            run()
-            times[name].append(clock() - start)
+            times[name].append(run(clock))
     return {name: min(values) for name, values in times.items()}
+
+
+def timed(work: Callable[[], Any]) -> Callable[[Callable[[], float]], float]:
+    """A run that times all of ``work``."""
+
+    def run(clock: Callable[[], float]) -> float:
+        start = clock()
+        work()
+        return clock() - start
+
+    return run
 
 
 # --- steady state ---------------------------------------------------------------------------
@@ -107,29 +117,41 @@ STEADY_CASES = [
 
 
 def steady(rounds: int, forwards: int, clock: Callable[[], float]) -> list[dict[str, Any]]:
+    """Per round: the plain loop, then each tracker opened, warmed up (its counted forwards
+    untimed) and the same loop timed -- all on one model object."""
     results = []
     for name, make, make_input, batch, target in STEADY_CASES:
         torch.manual_seed(0)
         model = make().eval()
-        models = {config: copy.deepcopy(model) for config in CONFIGS}
         x = make_input(batch)
         n = max(10, forwards // batch)
 
-        def loop(m: nn.Module, n: int = n, x: torch.Tensor = x) -> Callable[[], None]:
-            def run() -> None:
-                for _ in range(n):
-                    m(x)
+        def loop(n: int = n, x: torch.Tensor = x, model: nn.Module = model) -> None:
+            for _ in range(n):
+                model(x)
+
+        def tracked(
+            timing: bool,
+            loop: Callable[[], None] = loop,
+            model: nn.Module = model,
+            x: torch.Tensor = x,
+        ) -> Callable[[Callable[[], float]], float]:
+            def run(clock: Callable[[], float]) -> float:
+                with hs.track(model, timing=timing):
+                    for _ in range(5):  # the counted forward of the signature
+                        model(x)
+                    start = clock()
+                    loop()
+                    return clock() - start
 
             return run
 
-        with contextlib.ExitStack() as stack, torch.no_grad():
-            stack.enter_context(hs.track(models["timing off"], timing=False))
-            stack.enter_context(hs.track(models["timing on"], timing=True))
-            for m in models.values():  # warm-up: the counted forward of the signature
-                for _ in range(5):
-                    m(x)
-            best = fastest_rounds({c: loop(models[c]) for c in CONFIGS}, rounds, clock)
-        results.append({"case": f"{name}, batch {batch}", "target": target, **best})
+        with torch.no_grad():
+            loop()
+            runs = {"plain": timed(loop), "timing off": tracked(False), "timing on": tracked(True)}
+            best = fastest_rounds(runs, rounds, clock)
+        per_forward = {config: seconds / n for config, seconds in best.items()}
+        results.append({"case": f"{name}, batch {batch}", "target": target, **per_forward})
     return results
 
 
@@ -187,15 +209,13 @@ def check_exact(model: nn.Module, generate: Callable[[], Any], timing: bool) -> 
 
 
 def generate_suite(rounds: int, clock: Callable[[], float], new_tokens: int) -> dict[str, Any]:
-    """Each configuration runs on its own copy of the model; the warm trackers stay open for
-    the whole measurement (after one generate), the cold ones are opened around each one."""
+    """All on one model object: ``cold`` times a tracker opened around one generate, ``warm``
+    the second generate inside one tracker (every signature of it seen in the first)."""
     model = llama()
     prompt = torch.randint(0, 32000, (1, 16))
-    names = ("plain", "plain (2nd copy)", "off, cold", "on, cold", "off, warm", "on, warm")
-    models = {name: copy.deepcopy(model) for name in names}
 
-    def generate(m: nn.Module) -> Any:
-        return m.generate(
+    def generate() -> Any:
+        return model.generate(
             prompt,
             max_new_tokens=new_tokens,
             min_new_tokens=new_tokens,
@@ -203,26 +223,34 @@ def generate_suite(rounds: int, clock: Callable[[], float], new_tokens: int) -> 
             pad_token_id=0,
         )
 
-    def cold(m: nn.Module, timing: bool) -> Callable[[], None]:
-        def run() -> None:
-            with hs.track(m, timing=timing):
-                generate(m)
+    def cold(timing: bool) -> Callable[[Callable[[], float]], float]:
+        def run(clock: Callable[[], float]) -> float:
+            start = clock()
+            with hs.track(model, timing=timing):
+                generate()
+            return clock() - start
 
         return run
 
-    with torch.inference_mode(), contextlib.ExitStack() as stack:
-        checks = {t: check_exact(model, lambda: generate(model), t) for t in (False, True)}
-        for name, timing in (("off, warm", False), ("on, warm", True)):
-            stack.enter_context(hs.track(models[name], timing=timing))
-        for m in models.values():
-            generate(m)  # warm-up (and every signature seen by the warm trackers)
+    def warm(timing: bool) -> Callable[[Callable[[], float]], float]:
+        def run(clock: Callable[[], float]) -> float:
+            with hs.track(model, timing=timing):
+                generate()
+                start = clock()
+                generate()
+                return clock() - start
+
+        return run
+
+    with torch.inference_mode():
+        checks = {t: check_exact(model, generate, t) for t in (False, True)}
+        generate()
         runs = {
-            "plain": lambda: generate(models["plain"]),
-            "plain (2nd copy)": lambda: generate(models["plain (2nd copy)"]),  # the noise floor
-            "off, cold": cold(models["off, cold"], False),
-            "on, cold": cold(models["on, cold"], True),
-            "off, warm": lambda: generate(models["off, warm"]),
-            "on, warm": lambda: generate(models["on, warm"]),
+            "plain": timed(generate),
+            "off, cold": cold(False),
+            "on, cold": cold(True),
+            "off, warm": warm(False),
+            "on, warm": warm(True),
         }
         best = fastest_rounds(runs, rounds, clock)
     return {"best": best, "checks": checks}
@@ -277,18 +305,31 @@ def moe_suite(rounds: int, clock: Callable[[], float]) -> list[dict[str, Any]]:
     ]
     results = []
     for name, model, call in cases:
-        models = {config: copy.deepcopy(model) for config in CONFIGS}
-        with torch.inference_mode(), contextlib.ExitStack() as stack:
-            trackers = {
-                "timing off": stack.enter_context(hs.track(models["timing off"], timing=False)),
-                "timing on": stack.enter_context(hs.track(models["timing on"], timing=True)),
+
+        def tracked(
+            timing: bool, model: nn.Module = model, call: Any = call
+        ) -> Callable[[Callable[[], float]], float]:
+            def run(clock: Callable[[], float]) -> float:
+                with hs.track(model, timing=timing):
+                    call(model)  # a first call: new signatures counted
+                    start = clock()
+                    call(model)
+                    return clock() - start
+
+            return run
+
+        with torch.inference_mode():
+            call(model)
+            runs = {
+                "plain": timed(lambda model=model, call=call: call(model)),
+                "timing off": tracked(False),
+                "timing on": tracked(True),
             }
-            for m in models.values():
-                call(m)
-            best = fastest_rounds(
-                {c: (lambda m=models[c], call=call: call(m)) for c in CONFIGS}, rounds, clock
-            )
-        report = trackers["timing off"].report
+            best = fastest_rounds(runs, rounds, clock)
+            with hs.track(model, timing=False) as probe:
+                call(model)
+                call(model)
+        report = probe.report
         results.append(
             {
                 "case": name,
@@ -345,7 +386,7 @@ def memory_suite(lengths: int) -> dict[str, Any]:
 
 def ratio_table(title: str, rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> Table:
     table = Table(title=title, header_style="bold")
-    for column in ("case", "plain ms", "off", "target", "on", *extra):
+    for column in ("case", "plain ms", "off", "target", "on", *extra):  # ms per forward/call
         table.add_column(column, justify="left" if column == "case" else "right")
     for row in rows:
         plain = row["plain"]

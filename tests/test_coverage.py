@@ -288,6 +288,26 @@ def test_mixtral_grouped_experts_counted_on_cpu_and_on_meta():
     assert meta.total("macs") == expected and meta.uncounted_ops == {}
 
 
+def test_mixtral_experts_loop_on_meta_says_what_works():
+    transformers = pytest.importorskip("transformers", reason="transformers is in [dev]")
+    config = transformers.MixtralConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    )
+    config._experts_implementation = "eager"  # a loop over experts with nonzero
+    model = transformers.MixtralForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (1, 4))
+    assert hs.profile(model, inputs=ids).total("macs") > 0  # fine with values
+    with pytest.raises(hs.MetaDeviceError, match=r"reads tensor values.*grouped experts"):
+        hs.profile(model, inputs=ids, device="meta")
+
+
 @pytest.mark.slow
 def test_mixtral_8x7b_on_meta_counts_every_routed_token():
     transformers = pytest.importorskip("transformers", reason="transformers is in [dev]")

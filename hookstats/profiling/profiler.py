@@ -84,6 +84,12 @@ def _meta_error(meta_error: ForwardError, fake_error: ForwardError) -> MetaDevic
         )
     else:
         advice = "Fix the error above, or profile on device='cpu'."
+    if "expert" in (fake_error.hook_point or ""):
+        advice += (
+            " A mixture-of-experts loop over experts reads the routing; the grouped experts "
+            "path (transformers' default experts implementation, aten._grouped_mm) counts "
+            "routed tokens x top-k without values and profiles on meta."
+        )
     return MetaDeviceError(
         f"the model cannot be profiled without real data. On the meta device: {meta_error} "
         f"With fake tensors: {fake_error} {advice}",

@@ -81,6 +81,9 @@ def leading_dim(args: Any, kwargs: Any) -> int:
     >>> leading_dim((torch.zeros(32, 3),), {})
     32
     """
+    if args and type(args[0]) is torch.Tensor:  # the common case
+        shape = args[0].shape
+        return int(shape[0]) if shape else 1
     for value in (*args, *kwargs.values()):
         if isinstance(value, torch.Tensor):
             return int(value.shape[0]) if value.dim() else 1
