@@ -221,6 +221,17 @@ class TrackAccounts:
 
     # --- reading --------------------------------------------------------------------------
 
+    def uncounted_ops(self) -> dict[str, UncountedOp]:
+        """The uncounted ops of the block so far, reused forwards included (takes the lock)."""
+        with self.lock:
+            uncounted = {k: v.copy() for k, v in self.uncounted.items()}
+            for entry in self.cache.entries.values():
+                if entry.steady and entry.template[1]:
+                    ops = entry.expand()[2]
+                    for _ in range(entry.steady):
+                        merge_uncounted(uncounted, ops)
+            return uncounted
+
     def snapshot(
         self, context: ReportContext, wall_s: float, metrics: pd.DataFrame | None
     ) -> TrackReport:

@@ -184,7 +184,7 @@ class Tracker:
             self._state = "done"
             self._view.stop()
         if exc is None:
-            warn_uncounted(self.report.uncounted_ops)
+            warn_uncounted(self._accounts.uncounted_ops())
 
     def _register_hooks(self) -> None:
         root = self._hook_root
