@@ -14,8 +14,8 @@ How a forward runs (``decide``):
   flow may depend on them), and the check forwards 32, 64, 128, ... of each family.
 * ``steady`` -- a signature seen before (or predicted by the family's cost model): no hook,
   no counter; its cached costs are added at the next snapshot.
-* ``record`` -- the same with ``timing=True``: the recorder's hooks measure latency and see the
-  calls and shapes; MACs come from the cache.
+* ``record`` -- the same with ``timing=True``: the recorder's light hooks measure latency and
+  count each point's calls (checked against the cached ones); the costs come from the cache.
 
 May import: :mod:`hookstats.counting`, :mod:`hookstats.instrument`, and the
 :mod:`hookstats.tracking` siblings ``cost_cache``, ``cost_model``, ``signature``, ``report``.
