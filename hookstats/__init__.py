@@ -9,6 +9,7 @@ This module holds public names only; the subpackages are the architecture (see
 docs/architecture.md).
 """
 
+from .counting import OUTSIDE_POINTS
 from .errors import (
     CheckpointError,
     FormulaError,
@@ -55,6 +56,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "HARDWARE_PRESETS",
+    "OUTSIDE_POINTS",
     "ROOT_NAME",
     "ActivationContext",
     "ActivationMonitor",

@@ -202,3 +202,23 @@ def test_functional_ops_inside_forward_are_counted():
 def test_conv_modules_by_hand(layer, shape, expected):
     assert hs.profile(layer, inputs=torch.randn(shape)).total("macs") == expected
     assert hs.profile(layer, inputs=torch.randn(shape), device="meta").total("macs") == expected
+
+
+def test_total_macs_is_the_models_whatever_the_selection():
+    model = SmallCNN(16, 32)
+    full = 2 * (16 * 28 * 28 * 9 + 32 * 14 * 14 * 16 * 9 + 1568 * 10)  # 2_063_488
+    linear = hs.profile(model, input_shape=(1, 28, 28), batch_size=2, points=nn.Linear)
+    assert linear.total("macs") == full
+    frame = linear.to_frame().set_index("hook_point")
+    assert list(frame.index) == ["classifier", hs.OUTSIDE_POINTS]
+    assert frame.loc[hs.OUTSIDE_POINTS, "macs"] == full - 2 * 1568 * 10  # the convolutions
+    # a selection that is never called (a container the forward bypasses) still totals all
+    bypassed = nn.Sequential(nn.Sequential(nn.Linear(4, 4)), nn.Linear(4, 2))
+    bypassed.forward = lambda x: bypassed[1](bypassed[0][0](x))
+    report = hs.profile(bypassed, input_shape=(4,), batch_size=3, points="0")
+    assert report.to_frame().set_index("hook_point").loc["0", "calls"] == 0
+    assert report.total("macs") == 3 * (4 * 4 + 4 * 2)  # 72
+    # with the model selected nothing is outside and there is no such row
+    everything = hs.profile(model, input_shape=(1, 28, 28), batch_size=2)
+    assert hs.OUTSIDE_POINTS not in set(everything.to_frame()["hook_point"])
+    assert everything.total("macs") == full

@@ -13,6 +13,11 @@ from hookstats import ForwardError, MetaDeviceError
 
 from models import RaisesInside, SmallCNN, TinyTransformer
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+]
+
 
 def snapshot(model: nn.Module):
     return {
@@ -102,7 +107,7 @@ def test_meta_falls_back_to_fake_tensors():
 def test_data_dependent_model_gets_a_clear_meta_error():
     model = NeedsValues()
     before = snapshot(model)
-    with pytest.raises(MetaDeviceError, match="needs values: profile on device='cpu'"):
+    with pytest.raises(MetaDeviceError, match="reads tensor values.*profile on device='cpu'"):
         hs.profile(model, input_shape=(4,), device="meta")
     assert_unchanged(model, before)
     assert hs.profile(model, input_shape=(4,)).total("macs") == 16  # fine on cpu
@@ -117,3 +122,105 @@ def test_uncounted_matrix_work_is_reported_not_zero():
         report = hs.profile(Distances(), input_shape=(5, 3), batch_size=2)
     op = report.uncounted_ops["aten._cdist_forward"]
     assert (op.calls, op.hook_points) == (1, {"(model)"})
+
+
+def tiny_llama_and_cache():
+    transformers = pytest.importorskip("transformers", reason="transformers is in [dev]")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (1, 6))
+    with torch.no_grad():
+        cache = model(ids, use_cache=True).past_key_values
+    return model, ids, cache
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_profile_never_changes_the_callers_cache(device):
+    model, ids, cache = tiny_llama_and_cache()
+    before = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+    report = hs.profile(
+        model, inputs=ids[:, -1:], kwargs={"past_key_values": cache, "use_cache": True},
+        device=device,
+    )  # fmt: skip
+    assert report.total("macs") > 0
+    assert cache.get_seq_length() == 6  # not advanced by the profiled decoding step
+    for (keys, values), layer in zip(before, cache.layers, strict=True):
+        assert type(layer.keys) is torch.Tensor and layer.keys.device.type == "cpu"
+        assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+    with torch.no_grad():
+        logits = model(ids[:, -1:], past_key_values=cache, use_cache=True).logits
+    assert type(logits) is torch.Tensor and logits.device.type == "cpu"
+
+
+def test_profile_never_changes_tensors_written_in_place():
+    class WritesItsInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x, state):
+            state["seen"].add_(1)
+            return self.fc(x.mul_(2))
+
+    x, seen = torch.ones(2, 4), torch.zeros(1)
+    hs.profile(WritesItsInput(), inputs=x, kwargs={"state": {"seen": seen}})
+    assert torch.equal(x, torch.ones(2, 4)) and seen.item() == 0
+
+
+class ComputesInItsConstructor(nn.Module):
+    """Like torchvision's RegNet: layer widths computed with tensor values in __init__."""
+
+    def __init__(self):
+        super().__init__()
+        widths = (torch.arange(3) * 4 + 4).tolist()  # fails under torch.device("meta")
+        self.layers = nn.ModuleList(nn.Linear(w, w) for w in widths)
+
+    def forward(self, x):
+        return self.layers[0](x)
+
+
+def test_a_factory_that_computes_in_its_constructor_is_built_with_meta_weights():
+    report = hs.profile(ComputesInItsConstructor, inputs=torch.zeros(2, 4), device="meta")
+    assert report.total("macs") == 2 * 4 * 4
+    assert report.total("parameters") == (16 + 4) + (64 + 8) + (144 + 12)  # 248
+
+
+def test_a_factory_that_cannot_be_built_on_meta_gets_a_clear_error():
+    def broken():
+        raise RuntimeError("checkpoint file missing")
+
+    with pytest.raises(MetaDeviceError, match=r"constructor raised RuntimeError: checkpoint"):
+        hs.profile(broken, input_shape=(4,), device="meta")
+
+
+class FailsOnlyOnFake(nn.Module):
+    """Meta fails (CPU tensor made inside) and fake fails for a reason that is not values."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x) + torch.ones(4)
+        if type(y).__name__ == "FakeTensor":
+            raise TypeError("unsupported tensor subclass in my_kernel")
+        return y
+
+
+def test_meta_error_quotes_the_real_cause_and_torch_stays_quiet(caplog):
+    with pytest.raises(MetaDeviceError) as info:
+        hs.profile(FailsOnlyOnFake(), input_shape=(4,), device="meta")
+    message = str(info.value)
+    assert "TypeError" in message and "unsupported tensor subclass in my_kernel" in message
+    assert "reads tensor values" not in message  # no claim of data-dependent code
+    with caplog.at_level("DEBUG", logger="torch"), pytest.raises(MetaDeviceError):
+        hs.profile(NeedsValues(), input_shape=(4,), device="meta")
+    assert [r for r in caplog.records if r.name.startswith("torch._subclasses")] == []

@@ -425,7 +425,8 @@ def test_inference_mode_and_no_grad_callers():
 
 def test_points_subset_puts_the_rest_outside():
     report = train(MLP((8, 16, 4)), torch.randn(2, 8), points="layers.1")
-    assert column(report, "backward_macs") == {"layers.1": 256}  # 2 * (2 * 16 * 4)
+    # layers.1: 2 * (2 * 16 * 4); layers.0, outside every point: its weight gradient only
+    assert column(report, "backward_macs") == {"layers.1": 256, hs.OUTSIDE_POINTS: 256}
     assert report.training.outside.self_backward_macs == 256  # layers.0, outside every point
     assert report.total("backward_macs") == 512
 

@@ -1,6 +1,8 @@
-"""MAC counting: a formula registry of pure functions (``formulas``; the gradient kernels' in
-``backward``), the list of ops that carry matrix work (``coverage``), and the dispatch mode that
-routes ops to formulas (``mode``, with the record of an uncounted op).
+"""MAC counting: a formula registry of pure functions (``formulas``, with packed, quantized and
+grouped products in ``packed``, and the gradient kernels' in ``backward``), the allowlist of ops
+that do no MAC work (``coverage``), the handling of higher-order operators such as
+``flex_attention`` (``hops``), and the dispatch mode that routes ops to formulas (``mode``,
+with the record of an uncounted op).
 
 May import: torch and :mod:`hookstats.errors`.
 """
@@ -11,7 +13,7 @@ from .backward import (
     rnn_backward_macs,
     sdpa_backward_macs,
 )
-from .coverage import carries_matrix_work
+from .coverage import OpKind, carries_matrix_work, classify_op
 from .formulas import (
     conv_macs,
     formula_for,
@@ -21,19 +23,27 @@ from .formulas import (
     registered_ops,
     rnn_macs,
     sdpa_macs,
+    trilinear_macs,
 )
+from .hops import flex_attention_macs
 from .mode import OUTSIDE_POINTS, MacCounter, MacSink, UncountedOp, merge_uncounted
+from .packed import grouped_mm_macs, mac_bound_for
 
 __all__ = [
     "MAC_FREE_BACKWARD_OPS",
     "OUTSIDE_POINTS",
     "MacCounter",
     "MacSink",
+    "OpKind",
     "UncountedOp",
     "carries_matrix_work",
+    "classify_op",
     "conv_backward_macs",
     "conv_macs",
+    "flex_attention_macs",
     "formula_for",
+    "grouped_mm_macs",
+    "mac_bound_for",
     "matmul_macs",
     "merge_uncounted",
     "mm_macs",
@@ -43,4 +53,5 @@ __all__ = [
     "rnn_macs",
     "sdpa_backward_macs",
     "sdpa_macs",
+    "trilinear_macs",
 ]

@@ -42,7 +42,16 @@ __all__ = [
     "registered_ops",
     "rnn_macs",
     "sdpa_macs",
+    "trilinear_macs",
 ]
+
+
+_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_registration(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever a formula is registered (the counter drops its op routes)."""
+    _LISTENERS.append(listener)
 
 
 def register_mac_formula(*ops: Any, replace: bool = False) -> Callable[[MacFormula], MacFormula]:
@@ -64,8 +73,9 @@ def register_mac_formula(*ops: Any, replace: bool = False) -> Callable[[MacFormu
     for op in ops:
         if not isinstance(op, torch._ops.OpOverloadPacket | torch._ops.OpOverload):
             raise FormulaError(
-                f"register_mac_formula takes aten ops (torch.ops.aten.mm or one overload such "
-                f"as torch.ops.aten.lstm.input), got {op!r}."
+                f"register_mac_formula takes torch ops (torch.ops.aten.mm, one overload such "
+                f"as torch.ops.aten.lstm.input, or another namespace's op such as "
+                f"torch.ops.quantized.linear), got {op!r}."
             )
         if op in _FORMULAS and not replace:
             existing = _FORMULAS[op]
@@ -77,6 +87,8 @@ def register_mac_formula(*ops: Any, replace: bool = False) -> Callable[[MacFormu
     def decorator(formula: MacFormula) -> MacFormula:
         for op in ops:
             _FORMULAS[op] = formula
+        for listener in _LISTENERS:
+            listener()
         return formula
 
     return decorator
@@ -144,12 +156,12 @@ def _mm(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return mm_macs(a, b)
 
 
-@register_mac_formula(*_aten("_scaled_mm"))
+@register_mac_formula(*_aten("_scaled_mm", "_scaled_mm_v2"))
 def _scaled_mm(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return mm_macs(a, b)
 
 
-@register_mac_formula(*_aten("addmm", "_addmm_activation"))
+@register_mac_formula(*_aten("addmm", "addmm_", "_addmm_activation"))
 def _addmm(bias: Shape, a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return mm_macs(a, b)
 
@@ -159,7 +171,7 @@ def _bmm(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return int(a[0]) * int(a[1]) * int(a[2]) * int(b[2])
 
 
-@register_mac_formula(*_aten("baddbmm", "addbmm"))
+@register_mac_formula(*_aten("baddbmm", "baddbmm_", "addbmm", "addbmm_"))
 def _baddbmm(bias: Shape, a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return _bmm(a, b)
 
@@ -174,7 +186,7 @@ def _mv(a: Shape, v: Shape, *_: Any, **__: Any) -> int:
     return int(a[0]) * int(a[1])
 
 
-@register_mac_formula(*_aten("addmv"))
+@register_mac_formula(*_aten("addmv", "addmv_"))
 def _addmv(bias: Shape, a: Shape, v: Shape, *_: Any, **__: Any) -> int:
     return int(a[0]) * int(a[1])
 
@@ -213,7 +225,7 @@ def conv_macs(x: Shape, w: Shape, out: Shape, transposed: bool = False) -> int:
     return int(out[0]) * _prod(out[2:]) * _prod(w)
 
 
-@register_mac_formula(*_aten("convolution", "_convolution"))
+@register_mac_formula(*_aten("convolution", "_convolution", "convolution_overrideable"))
 def _convolution(
     x: Shape,
     w: Shape,
@@ -240,6 +252,11 @@ def _convolution(
         "conv_depthwise3d",
         "slow_conv_dilated2d",
         "slow_conv_dilated3d",
+        # composites, which reach the counter undecomposed under torch.inference_mode()
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "_convolution_mode",
     )
 )
 def _direct_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any) -> int:
@@ -251,10 +268,42 @@ def _direct_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any
         "cudnn_convolution_transpose",
         "slow_conv_transpose2d",
         "slow_conv_transpose3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
     )
 )
 def _transposed_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any) -> int:
     return conv_macs(x, w, out_shape, transposed=True)
+
+
+@register_mac_formula(*_aten("conv_tbc"))
+def _conv_tbc(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any) -> int:
+    """Time-batch-channel convolution: weight ``(K, C_in, C_out)``, output ``(T', B, C_out)``."""
+    return int(out_shape[0]) * int(out_shape[1]) * _prod(w)
+
+
+def trilinear_macs(shapes: Sequence[Shape], expands: Sequence[Sequence[int]]) -> int:
+    """``aten._trilinear`` (``nn.Bilinear``): one MAC per element of the broadcast product of
+    the three operands, each unsqueezed at its ``expand`` dimensions.
+
+    >>> trilinear_macs([(2, 3), (5, 3, 4), (2, 4)], [(1, 3), (0,), (1, 2)])  # 2*5*3*4
+    120
+    """
+    padded = []
+    for shape, expand in zip(shapes, expands, strict=True):
+        dims = [int(s) for s in shape]
+        for position in sorted(int(e) for e in expand):
+            dims.insert(position, 1)
+        padded.append(torch.Size(dims))
+    return _prod(torch.broadcast_shapes(*padded))  # type: ignore[no-untyped-call]
+
+
+@register_mac_formula(*_aten("_trilinear"))
+def _trilinear(
+    i1: Shape, i2: Shape, i3: Shape, e1: Any, e2: Any, e3: Any, *_: Any, **__: Any
+) -> int:
+    return trilinear_macs([i1, i2, i3], [e1, e2, e3])
 
 
 # --- attention --------------------------------------------------------------------------------
@@ -280,6 +329,7 @@ def sdpa_macs(q: Shape, k: Shape, v: Shape) -> int:
         "_scaled_dot_product_cudnn_attention",
         "_scaled_dot_product_fused_attention_overrideable",
         "_scaled_dot_product_attention_math",
+        "_scaled_dot_product_attention_math_for_mps",
         "scaled_dot_product_attention",
     )
 )
@@ -287,7 +337,13 @@ def _sdpa(q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
     return sdpa_macs(q, k, v)
 
 
-@register_mac_formula(*_aten("_flash_attention_forward", "_efficient_attention_forward"))
+@register_mac_formula(
+    *_aten(
+        "_flash_attention_forward",
+        "_flash_attention_forward_no_dropout_inplace",
+        "_efficient_attention_forward",
+    )
+)
 def _sdpa_blhe(q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
     """The varlen kernels take ``(B, L, H, E)``: move heads before the sequence."""
 

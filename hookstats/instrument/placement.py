@@ -7,15 +7,25 @@ in place when it returns or raises. A *factory* (a callable returning a module) 
 ``torch.device("meta")`` when profiling on meta, so its weights are never allocated.
 
 Given inputs are moved by :meth:`Placement.convert`; the dummy input of ``input_shape=`` is
-made by :mod:`hookstats.instrument.inputs`.
+made by :mod:`hookstats.instrument.inputs`. :meth:`Placement.isolate` then copies every
+argument the forward could change -- tensors, and objects such as a transformers
+``DynamicCache`` that a forward extends in place -- so a profile never changes what the caller
+passed in, on any device (on meta the copies are meta substitutes, which allocate nothing).
+
+A factory that cannot be built under ``torch.device("meta")`` (its constructor computes with
+tensor values, as torchvision's RegNet does) is built a second time with every parameter and
+buffer moved to meta as soon as it is registered (:func:`build_with_meta_parameters`); the
+constructor's own arithmetic then runs on CPU, one parameter at a time.
 
 May import: torch, :mod:`hookstats.errors`, :mod:`hookstats.instrument.model_state`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+import copy
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +33,20 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from ..errors import InputSpecError
+from ..errors import InputSpecError, MetaDeviceError
 from .model_state import model_device
+from .tensors import flatten
 
-__all__ = ["ModelLike", "Placement", "fake_placement", "plan_placement", "resolve_model"]
+__all__ = [
+    "ModelLike",
+    "Placement",
+    "autocast_dtype",
+    "build_with_meta_parameters",
+    "fake_copies",
+    "fake_placement",
+    "plan_placement",
+    "resolve_model",
+]
 
 ModelLike = nn.Module | Callable[[], nn.Module]
 
@@ -60,11 +80,7 @@ def resolve_model(model: ModelLike, device: str | torch.device | None) -> tuple[
         raise InputSpecError(
             f"expected an nn.Module or a factory returning one, got {type(model).__name__}."
         )
-    context: AbstractContextManager[Any] = (
-        torch.device("meta") if target is not None and target.type == "meta" else nullcontext()
-    )
-    with context:
-        built = model()
+    built = _build_on_meta(model) if target is not None and target.type == "meta" else model()
     if not isinstance(built, nn.Module):
         raise InputSpecError(
             f"the model factory returned {type(built).__name__}, not an nn.Module."
@@ -72,6 +88,81 @@ def resolve_model(model: ModelLike, device: str | torch.device | None) -> tuple[
     if target is not None and target.type != "meta":
         built = built.to(target)
     return built, True
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` runs matrix work in on ``device_type``, when it is on."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    except (RuntimeError, TypeError):
+        return None
+    return None
+
+
+def _build_on_meta(factory: Callable[[], Any]) -> Any:
+    try:
+        with torch.device("meta"):
+            return factory()
+    except Exception as meta_error:
+        try:
+            return build_with_meta_parameters(factory)
+        except Exception as error:
+            raise MetaDeviceError(
+                f"the model factory cannot be built on the meta device: under "
+                f"torch.device('meta') its constructor raised {type(meta_error).__name__}: "
+                f"{meta_error}; built on CPU with parameters moved to meta it raised "
+                f"{type(error).__name__}: {error}. Build the model yourself (on CPU, or on meta "
+                "with a constructor that does not compute with tensor values) and pass the "
+                "module: profile(model, device='meta') never allocates its weights."
+            ) from error
+
+
+@contextmanager
+def _parameters_to_meta() -> Iterator[None]:
+    register_parameter = nn.Module.register_parameter
+    register_buffer = nn.Module.register_buffer
+
+    def parameter_on_meta(module: nn.Module, name: str, param: Any) -> None:
+        register_parameter(module, name, param)
+        if param is not None and not param.is_meta:
+            kind: Any = type(module._parameters[name])
+            module._parameters[name] = kind(param.to("meta"), requires_grad=param.requires_grad)
+
+    def buffer_on_meta(module: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
+        register_buffer(module, name, tensor, persistent)
+        if tensor is not None and not tensor.is_meta:
+            module._buffers[name] = tensor.to("meta")
+
+    nn.Module.register_parameter = parameter_on_meta  # type: ignore[method-assign,assignment]
+    nn.Module.register_buffer = buffer_on_meta  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+
+
+def build_with_meta_parameters(factory: Callable[[], Any]) -> Any:
+    """Call ``factory`` on CPU, moving each parameter and buffer to meta as it is registered
+    (the constructor's arithmetic runs on real tensors; at most one parameter at a time is
+    allocated).
+
+    >>> build_with_meta_parameters(lambda: nn.Linear(4, 2)).weight.device
+    device(type='meta')
+    """
+    with _parameters_to_meta():
+        return factory()
+
+
+def fake_copies(module: nn.Module, mode: Any) -> dict[int, Any]:
+    """A ``copy.deepcopy`` memo that replaces every parameter and buffer of ``module`` by a fake
+    tensor of ``mode`` (a fake parameter is still an ``nn.Parameter``)."""
+    memo: dict[int, Any] = {}
+    for tensor in (*module.parameters(), *module.buffers()):
+        if id(tensor) not in memo:
+            memo[id(tensor)] = mode.from_tensor(tensor)
+    return memo
 
 
 @dataclass(slots=True)
@@ -93,6 +184,33 @@ class Placement:
     def convert(self, value: Any) -> Any:
         """Move (and for floating tensors, cast) every tensor in ``value`` to this placement."""
         return tree_map(self.convert_tensor, value)
+
+    def isolate(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        """Copies of ``args`` and ``kwargs`` that the forward may change freely: every tensor
+        (also those held by objects such as a KV cache) converted to this placement and
+        copied, every object around them copied; aliasing between arguments is kept.
+
+        An argument that cannot be deep-copied is passed as it is, with a warning.
+        """
+        leaves: list[Any] = []
+        flatten((args, kwargs), leaves, structure=True, objects=True, seen=set())
+        memo: dict[int, Any] = {}
+        with torch.no_grad():
+            for leaf in leaves:
+                if isinstance(leaf, torch.Tensor) and id(leaf) not in memo:
+                    converted = self.convert_tensor(leaf)
+                    memo[id(leaf)] = converted.clone() if converted is leaf else converted
+        try:
+            copied: tuple[Any, Any] = copy.deepcopy((args, kwargs), memo)
+            return copied
+        except Exception as exc:
+            warnings.warn(
+                f"profile could not copy its arguments ({type(exc).__name__}: {exc}); they are "
+                "passed as they are, so a forward that changes them in place (a KV cache) "
+                "changes the caller's objects.",
+                stacklevel=3,
+            )
+            return self.convert(args), self.convert(kwargs)
 
     def convert_tensor(self, value: Any) -> Any:
         """One value of :meth:`convert`: a tensor moved and cast, anything else as it is."""

@@ -11,9 +11,23 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["CallRecord", "PointInfo", "PointStats", "Shapes", "fold_calls"]
+__all__ = [
+    "MAX_SHAPES",
+    "OTHER_SHAPES",
+    "CallRecord",
+    "PointInfo",
+    "PointStats",
+    "Shapes",
+    "fold_calls",
+]
 
 Shapes = tuple[tuple[int, ...], ...]
+
+MAX_SHAPES = 64
+"""Distinct output signatures kept per hook point; calls with further ones are counted under
+:data:`OTHER_SHAPES` (so a block over 10,001 sequence lengths keeps its memory flat)."""
+OTHER_SHAPES: Shapes = ((-1,),)
+"""The ``shapes`` key that counts the calls beyond :data:`MAX_SHAPES` distinct signatures."""
 
 
 @dataclass(slots=True)
@@ -21,7 +35,9 @@ class CallRecord:
     """One call of one hook point during a forward pass.
 
     ``macs`` includes every op run inside the call, nested hook points included;
-    ``self_macs`` only those not inside a nested selected hook point.
+    ``self_macs`` only those not inside a nested selected hook point. ``latency_s`` is the
+    call's wall time (pre-hook to post-hook) and ``self_latency_s`` that time less the time
+    of the nested selected hook points' calls (both None untimed).
     """
 
     hook_point: str
@@ -34,6 +50,7 @@ class CallRecord:
     macs: int = 0
     self_macs: int = 0
     latency_s: float | None = None
+    self_latency_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -62,7 +79,9 @@ class PointStats:
     """Running totals of one hook point over its calls.
 
     ``shapes`` counts the calls per distinct output signature (the tuple of output shapes), in
-    first-seen order. ``latency_s`` sums the calls' pre-hook to post-hook time (0 untimed).
+    first-seen order, at most :data:`MAX_SHAPES` of them (the others under
+    :data:`OTHER_SHAPES`). ``latency_s`` sums the calls' pre-hook to post-hook time (0 untimed) and
+    ``self_latency_s`` their self time (less the nested selected points' calls).
     ``first_seen`` orders points by first call (-1: never called).
     """
 
@@ -75,16 +94,19 @@ class PointStats:
     macs: int = 0
     self_macs: int = 0
     latency_s: float = 0.0
+    self_latency_s: float = 0.0
 
     def add_call(self, record: CallRecord, *, with_macs: bool = True) -> None:
         """Fold one call in; its MACs too unless ``with_macs=False`` (they come from a cache)."""
         self.calls += 1
-        self.shapes[tuple(record.output_shapes)] += 1
+        self._add_shapes(tuple(record.output_shapes), 1)
         self.output_elements += record.output_elements
         self.activation_bytes += record.activation_bytes
         self.input_bytes += record.input_bytes
         if record.latency_s is not None:
             self.latency_s += record.latency_s
+        if record.self_latency_s is not None:
+            self.self_latency_s += record.self_latency_s
         if with_macs:
             self.macs += record.macs
             self.self_macs += record.self_macs
@@ -93,12 +115,18 @@ class PointStats:
         """Add ``times`` copies of ``other``'s counts (latency excluded)."""
         self.calls += other.calls * times
         for shapes, count in other.shapes.items():
-            self.shapes[shapes] += count * times
+            self._add_shapes(shapes, count * times)
         self.output_elements += other.output_elements * times
         self.activation_bytes += other.activation_bytes * times
         self.input_bytes += other.input_bytes * times
         self.macs += other.macs * times
         self.self_macs += other.self_macs * times
+
+    def _add_shapes(self, shapes: Shapes, count: int) -> None:
+        if shapes in self.shapes or len(self.shapes) < MAX_SHAPES:
+            self.shapes[shapes] += count
+        else:
+            self.shapes[OTHER_SHAPES] += count
 
     def copy(self) -> PointStats:
         """An independent copy (the counter of shapes too)."""
@@ -112,6 +140,7 @@ class PointStats:
             self.macs,
             self.self_macs,
             self.latency_s,
+            self.self_latency_s,
         )
 
 

@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..counting import UncountedOp
+from ..counting import OUTSIDE_POINTS, UncountedOp
 from ..instrument import CallRecord, ParameterSizes, PointInfo, PointStats, fold_calls
 from ..instrument.totals import model_total
+from ..points import ROOT_NAME
 from ..units import shape_cell
 
 if TYPE_CHECKING:
     from .memory import MemoryEstimate
     from .step_recorder import TrainingCosts
 
-__all__ = ["CALL_COLUMNS", "FRAME_COLUMNS", "TRAINING_COLUMNS", "Report"]
+__all__ = ["CALL_COLUMNS", "FRAME_COLUMNS", "OUTSIDE_POINTS", "TRAINING_COLUMNS", "Report"]
 
 FRAME_COLUMNS = [
     "hook_point", "module_type", "depth", "is_leaf", "calls", "output_shape", "output_elements",
@@ -39,7 +40,7 @@ and ``self_`` without; ``gradient_bytes`` like ``parameter_bytes``); their total
 whole step (the loss function's ops too) and each gradient once."""
 CALL_COLUMNS = [
     "hook_point", "call_index", "order", "output_shape", "output_elements", "activation_bytes",
-    "input_bytes", "macs", "self_macs", "latency_ms",
+    "input_bytes", "macs", "self_macs", "latency_ms", "self_latency_ms",
 ]  # fmt: skip
 
 
@@ -50,11 +51,16 @@ class Report:
     Attributes:
         points: static facts per selected hook point, in module order.
         calls: one record per call, in call order.
-        uncounted_ops: ops that did matrix-like work without a MAC formula (op -> record).
-        device, dtype: where and in what precision the forward ran.
-        unattributed_macs: MACs of ops that ran outside every selected hook point.
+        uncounted_ops: ops that did work without a MAC formula (op -> record; ``bound_macs``
+            bounds what one did when a formula can).
+        device, dtype: where and in what precision the forward ran (the autocast dtype under
+            ``torch.autocast``).
+        unattributed_macs: MACs of ops that ran outside every selected hook point; when the
+            model itself is not selected they are the ``(outside hook points)`` row
+            (:data:`OUTSIDE_POINTS`) of :meth:`to_frame` and part of ``total("macs")``.
         fallback: ``"fake tensors"`` when the meta device failed and fake tensors were used.
         parameter_sizes: ``id(tensor) -> (elements, bytes)`` for parameter totals.
+        value_reads: ops that read tensor values into Python during the forward (op -> record).
         training: per-point backward MACs and saved bytes of a ``train=True`` profile (None
             otherwise); ``to_frame()`` then has the columns of ``TRAINING_COLUMNS``.
         memory: the training step's memory (parameters, gradients, optimizer state, saved
@@ -77,11 +83,24 @@ class Report:
     parameter_sizes: ParameterSizes = field(default_factory=dict)
     training: TrainingCosts | None = None
     memory: MemoryEstimate | None = None
+    value_reads: dict[str, UncountedOp] = field(default_factory=dict)
+
+    @property
+    def has_outside_row(self) -> bool:
+        """True when the model itself is not a selected point: work outside the points then
+        has its own row, :data:`OUTSIDE_POINTS`."""
+        return all(p.name != ROOT_NAME for p in self.points)
 
     @property
     def stats(self) -> dict[str, PointStats]:
-        """Per-hook-point sums over the calls (every selected point, called or not)."""
-        return fold_calls(self.calls, [p.name for p in self.points])
+        """Per-hook-point sums over the calls (every selected point, called or not, and the
+        :data:`OUTSIDE_POINTS` row when the model itself is not selected)."""
+        stats = fold_calls(self.calls, [p.name for p in self.points])
+        if self.has_outside_row:
+            stats[OUTSIDE_POINTS] = PointStats(
+                macs=self.unattributed_macs, self_macs=self.unattributed_macs
+            )
+        return stats
 
     def calls_frame(self) -> pd.DataFrame:
         """One row per call: hook point, call index, shapes, sizes, MACs (and latency)."""
@@ -97,16 +116,19 @@ class Report:
                 "macs": c.macs,
                 "self_macs": c.self_macs,
                 "latency_ms": None if c.latency_s is None else c.latency_s * 1e3,
+                "self_latency_ms": None if c.self_latency_s is None else c.self_latency_s * 1e3,
             }
             for c in self.calls
         ]
         frame = pd.DataFrame(rows, columns=CALL_COLUMNS)
         if frame["latency_ms"].isna().all():
-            frame = frame.drop(columns="latency_ms")
+            frame = frame.drop(columns=["latency_ms", "self_latency_ms"])
         return frame
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per hook point in execution order (never-called points last).
+        """One row per hook point in execution order (never-called points last), then the
+        ``(outside hook points)`` row (:data:`OUTSIDE_POINTS`) when the model itself is not
+        selected: it holds the MACs of the work outside every selected point.
 
         Per-call columns are sums over the point's calls; ``output_shape`` is the first call's.
         """
@@ -140,12 +162,33 @@ class Report:
                     "self_macs": point.self_macs,
                 }
             )
+        if self.has_outside_row:
+            outside: dict[str, Any] = dict.fromkeys(FRAME_COLUMNS, 0)
+            outside.update(
+                hook_point=OUTSIDE_POINTS,
+                module_type="",
+                is_leaf=False,
+                output_shape=None,
+                macs=self.unattributed_macs,
+                self_macs=self.unattributed_macs,
+            )
+            rows.append(outside)
         frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
         if self.training is not None:
-            names = list(frame["hook_point"])
-            for column in TRAINING_COLUMNS:
-                frame[column] = self.training.column(column, names)
+            self._add_training_columns(frame)
         return frame
+
+    def _add_training_columns(self, frame: pd.DataFrame) -> None:
+        """The ``TRAINING_COLUMNS`` of a ``train=True`` report (the outside row: the work
+        outside every selected point, the loss function's included)."""
+        assert self.training is not None
+        names = list(frame["hook_point"])
+        for column in TRAINING_COLUMNS:
+            values = self.training.column(column, names)
+            if self.has_outside_row and column != "gradient_bytes":
+                own = "self_" + column.removeprefix("self_")
+                values[-1] = int(getattr(self.training.outside, own))
+            frame[column] = values
 
     def total(self, column: str) -> int:
         """Model total of ``column`` without double counting (see

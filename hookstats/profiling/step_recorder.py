@@ -221,6 +221,9 @@ class StepRecorder:
     def add_macs(self, macs: int) -> None:
         """Forward and loss MACs go to the call records; backward MACs to the running node's
         hook point (recomputation included)."""
+        if self.phase == "loss":  # after the recorded forward: outside every hook point
+            self._forward.add_outside_macs(macs)
+            return
         if self.phase != "backward":
             self._forward.add_macs(macs)
             return

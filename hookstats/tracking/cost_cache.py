@@ -1,162 +1,169 @@
-"""The per-signature cache that keeps :func:`hookstats.track` cheap in the steady state.
+"""The bounded cache of per-signature costs that keeps :func:`hookstats.track` cheap.
 
-May import: torch, :mod:`hookstats.counting`, :mod:`hookstats.instrument`.
+A :class:`SignatureCosts` is what one forward of a given work signature
+(:mod:`hookstats.tracking.signature`) costs, per hook point: counted (a forward run under the
+MAC counter) or predicted (:mod:`hookstats.tracking.cost_model`). Forwards that reuse it are
+only counted (``steady``); their totals are added when a snapshot is taken.
 
-A forward's *input signature* is what decides its work: the shapes, dtypes and devices of its
-tensor arguments and its plain scalar arguments. The first forward with a new signature runs
-with every hook and the MAC counter; its per-hook-point totals become a
-:class:`SignatureCosts`. Later forwards with that signature reuse them: with ``timing=False``
-they run with no per-module hooks at all (only the two hooks on the model itself), and their
-totals are added in bulk when a snapshot is taken.
+:class:`CostCache` holds the entries and the families, both bounded: at most
+:data:`RECORD_BUDGET` per-point records in all (``max(16, RECORD_BUDGET // points)`` entries)
+and :data:`MAX_FAMILIES` families, least recently used first out. An entry that leaves the
+cache hands its totals over to the block's running totals (:meth:`CostCache.put` returns it),
+so nothing is lost: a block over 10,001 distinct sequence lengths keeps its memory flat.
 
-The cache is checked, not trusted blindly: forwards number 2, 4, 8, 16, ... of a signature are
-recorded again and their *structure* (which hook points ran, in which order, with which output
-shapes) compared with the cached one. A mismatch -- control flow that depends on values, as in
-mixture-of-experts routing -- marks the signature *dynamic*: its forwards are then all recorded
-and counted.
+May import: torch, numpy, :mod:`hookstats.counting`, :mod:`hookstats.instrument` and the
+:mod:`hookstats.tracking` siblings ``signature`` and ``cost_model``.
 
 Example:
-    >>> import torch
-    >>> input_signature((torch.zeros(2, 3),), {"flag": True})
-    (1, ((2, 3), torch.float32, device(type='cpu')), 'flag', True)
+    >>> from hookstats.instrument import PointStats
+    >>> cache = CostCache(points=2)
+    >>> cache.max_entries
+    8192
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
-import torch
+import numpy as np
 
-from ..counting import MacCounter
-from ..instrument import CallRecord, PointStats, structure_signature, summarize_tensors
+from ..counting import UncountedOp
+from ..instrument import CallRecord, PointStats
+from .cost_model import Family, Template, devectorize, vectorize
+from .signature import Signature
 
 __all__ = [
+    "MAX_FAMILIES",
+    "RECORD_BUDGET",
+    "CostCache",
     "Pending",
     "SignatureCosts",
-    "forward_structure",
-    "input_signature",
-    "leading_dim",
-    "root_call_record",
+    "per_point_stats",
     "should_verify",
 ]
 
-
-def input_signature(args: Any, kwargs: Any) -> tuple[Any, ...]:
-    """What decides a forward's work: tensor shapes/dtypes/devices and plain scalar arguments.
-
-    Other objects contribute only their type name (see
-    :func:`~hookstats.instrument.tensors.structure_signature`, the one walker).
-    """
-    if not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor:  # the common case
-        tensor = args[0]
-        if not tensor.is_nested:
-            return (1, (tuple(tensor.shape), tensor.dtype, tensor.device))
-    return structure_signature(args, kwargs)
-
-
-def leading_dim(args: Any, kwargs: Any) -> int:
-    """Samples in one forward: the first dimension of the first tensor argument (1 if 0-d).
-
-    >>> leading_dim((torch.zeros(32, 3),), {})
-    32
-    """
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, torch.Tensor):
-            return int(value.shape[0]) if value.dim() else 1
-    return 1
-
-
-def forward_structure(calls: list[CallRecord]) -> tuple[Any, ...]:
-    """Which hook points ran, in order, with which output shapes: compared across forwards."""
-    return tuple((c.hook_point, tuple(c.output_shapes)) for c in calls)
+RECORD_BUDGET = 16_384
+"""Per-point records the cache may hold in all (a few MiB)."""
+MAX_FAMILIES = 64
+"""Families (skeletons) with cost models kept at once."""
+VERIFY_FROM = 32
 
 
 def should_verify(forward_number: int) -> bool:
-    """Whether the ``forward_number``-th forward (1-based) of a signature is recorded again.
+    """Whether the ``forward_number``-th uncounted forward of a family is counted instead, to
+    check the cache and the cost models (forwards 32, 64, 128, ...).
 
-    >>> [n for n in range(1, 20) if should_verify(n)]
-    [1, 2, 4, 8, 16]
+    >>> [n for n in range(1, 300) if should_verify(n)]
+    [32, 64, 128, 256]
     """
-    return forward_number & (forward_number - 1) == 0
+    return forward_number >= VERIFY_FROM and forward_number & (forward_number - 1) == 0
+
+
+def per_point_stats(calls: list[CallRecord]) -> dict[str, PointStats]:
+    """One forward's calls folded per hook point, latency left out (it is not a cost)."""
+    stats: dict[str, PointStats] = {}
+    for call in calls:
+        point = stats.get(call.hook_point)
+        if point is None:
+            point = stats[call.hook_point] = PointStats()
+        point.add_call(call)
+    for point in stats.values():
+        point.latency_s = point.self_latency_s = 0.0
+    return stats
 
 
 class SignatureCosts:
-    """Per-hook-point totals of one forward with a given signature.
+    """What one forward of a signature costs, and how many forwards reused it.
 
     Attributes:
-        per_point: hook point name -> :class:`PointStats` of that one forward (latency 0).
-        structure: :func:`forward_structure` of the forward.
-        unattributed: MACs that ran outside every tracked hook point.
-        forwards: forwards with this signature so far (recorded or not).
-        steady: forwards run without hooks, whose totals are these times ``steady``.
-        dynamic: a recorded forward did not match ``structure``; record and count them all.
+        template, values: the costs as :func:`~.cost_model.vectorize` made them.
+        steady: forwards that reused these costs and are not yet in the running totals.
+        evicted: the entry left the cache; later reuses are added at once.
     """
 
-    __slots__ = ("dynamic", "forwards", "per_point", "steady", "structure", "unattributed")
+    __slots__ = ("_expanded", "evicted", "family", "steady", "template", "values")
 
-    def __init__(self, calls: list[CallRecord], unattributed: int) -> None:
-        self.per_point: dict[str, PointStats] = {}
-        for call in calls:
-            stats = self.per_point.setdefault(call.hook_point, PointStats())
-            stats.add_call(call)
-            stats.latency_s = 0.0
-        self.structure = forward_structure(calls)
-        self.unattributed = unattributed
-        self.forwards = 0
+    def __init__(self, template: Template, values: np.ndarray | list[int]) -> None:
+        self.template = template
+        self.values = values if isinstance(values, np.ndarray) else _as_array(values)
         self.steady = 0
-        self.dynamic = False
+        self.evicted = False
+        self.family: Family | None = None  # set when cached: the family its reuses count in
+        self._expanded: tuple[dict[str, PointStats], int, dict[str, UncountedOp]] | None = None
 
-    def add_to(self, stats: dict[str, PointStats], times: int) -> None:
-        """Add ``times`` forwards' worth of these totals (MACs included) to ``stats``."""
-        for name, one in self.per_point.items():
-            stats[name].add_scaled(one, times)
+    @classmethod
+    def of(
+        cls, per_point: dict[str, PointStats], unattributed: int, uncounted: dict[str, UncountedOp]
+    ) -> SignatureCosts:
+        """The entry of a counted forward."""
+        return cls(*vectorize(per_point, unattributed, uncounted))
 
-    def add_macs_to(
-        self, stats: dict[str, PointStats], calls: Mapping[str, int] | None = None
-    ) -> None:
-        """Add one forward's MACs (for forwards recorded without the counter).
+    def expand(self) -> tuple[dict[str, PointStats], int, dict[str, UncountedOp]]:
+        """``(per-point stats, MACs outside points, uncounted ops)`` of one forward."""
+        if self._expanded is None:
+            self._expanded = devectorize(self.template, self.values)
+        return self._expanded
 
-        With ``calls`` (calls per hook point of a forward that did *not* match the cached
-        structure), each point gets its cached MACs per call times its actual calls.
-        """
-        for name, one in self.per_point.items():
-            times = 1.0 if calls is None else calls.get(name, 0) / one.calls
-            stats[name].macs += round(one.macs * times)
-            stats[name].self_macs += round(one.self_macs * times)
+    def same_costs(self, other: SignatureCosts) -> bool:
+        """True when two entries describe the same forward."""
+        return self.template == other.template and np.array_equal(self.values, other.values)
+
+
+def _as_array(values: list[int]) -> np.ndarray:
+    """int64 when every value fits, else Python ints (exact either way)."""
+    if all(-(2**62) < v < 2**62 for v in values):
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray(values, dtype=object)
+
+
+class CostCache:
+    """Entries per signature and families per skeleton, both bounded (LRU)."""
+
+    def __init__(self, points: int) -> None:
+        self.max_entries = max(16, RECORD_BUDGET // max(1, points))
+        self.entries: OrderedDict[Signature, SignatureCosts] = OrderedDict()
+        self.families: OrderedDict[Any, Family] = OrderedDict()
+        self.evictions = 0
+
+    def get(self, signature: Signature) -> SignatureCosts | None:
+        """The entry of ``signature`` (now the most recently used), if cached."""
+        entry = self.entries.get(signature)
+        if entry is not None:
+            self.entries.move_to_end(signature)
+        return entry
+
+    def put(self, signature: Signature, entry: SignatureCosts) -> list[SignatureCosts]:
+        """Cache ``entry``; returns the entries pushed out (their ``steady`` not yet added)."""
+        old = self.entries.pop(signature, None)
+        self.entries[signature] = entry
+        evicted = [old] if old is not None else []
+        while len(self.entries) > self.max_entries:
+            evicted.append(self.entries.popitem(last=False)[1])
+        for gone in evicted:
+            gone.evicted = True
+        self.evictions += len(evicted)
+        return evicted
+
+    def family(self, skeleton: Any) -> Family:
+        """The family of ``skeleton`` (made if new; the least recently used one is dropped)."""
+        family = self.families.get(skeleton)
+        if family is None:
+            family = self.families[skeleton] = Family()
+            while len(self.families) > MAX_FAMILIES:
+                self.families.popitem(last=False)
+        else:
+            self.families.move_to_end(skeleton)
+        return family
 
 
 class Pending(NamedTuple):
     """A forward in progress: what the model's pre-hook decided and measured."""
 
-    signature: tuple[Any, ...]
-    costs: SignatureCosts | None
+    signature: Signature
     mode: str
+    entry: SignatureCosts | None  # reused costs, or (when counted to verify) the expectation
+    predicted: bool  # the entry comes from a cost model, not from a counted forward
     samples: int
     input_bytes: int
     started: float
-
-
-def root_call_record(
-    name: str | None,
-    pending: Pending,
-    output: Any,
-    counter: MacCounter | None,
-    unattributed: int,
-    latency_s: float | None,
-) -> CallRecord:
-    """The call record of the model itself (when it is a tracked hook point): its MACs are the
-    counter's total, its own MACs those no other tracked point claimed."""
-    summary = summarize_tensors(output)
-    return CallRecord(
-        hook_point=name or "",
-        call_index=0,
-        order=-1,
-        input_bytes=pending.input_bytes,
-        output_shapes=summary.shapes,
-        output_elements=summary.elements,
-        activation_bytes=summary.nbytes,
-        macs=counter.total_macs if counter is not None else 0,
-        self_macs=unattributed if counter is not None else 0,
-        latency_s=latency_s,
-    )

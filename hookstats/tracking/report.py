@@ -28,8 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..counting import UncountedOp
+from ..counting import OUTSIDE_POINTS, UncountedOp
 from ..instrument import ParameterSizes, PointInfo, PointStats
+from ..instrument.records import OTHER_SHAPES, Shapes
 from ..instrument.totals import model_total
 from ..units import shape_cell
 
@@ -52,8 +53,13 @@ TRACK_COLUMNS = [
     "self_macs",
     "latency_ms",
     "mean_latency_ms",
+    "self_latency_ms",
 ]
 _OWN_TOTALS = ("forwards", "samples", "latency_ms")
+
+
+def _shape_key(shapes: Shapes) -> Any:
+    return "other" if shapes == OTHER_SHAPES else shape_cell(shapes)
 
 
 @dataclass(slots=True)
@@ -69,11 +75,23 @@ class TrackReport:
         busy_s: time spent inside the model's forward calls (always measured).
         wall_s: time since the block was entered (until it exited).
         timing: whether per-hook-point latency was measured.
-        signatures: distinct input signatures seen (each one was counted with the MAC counter).
-        device, dtype: where the model's parameters live and their floating dtype.
-        uncounted_ops: ops with matrix work but no MAC formula (MAC totals are a lower bound).
-        unattributed_macs: MACs of ops that ran outside every tracked hook point.
+        signatures: distinct work signatures met (shapes of every tensor given, cache
+            objects' included, and plain scalars).
+        device, dtype: where the model's parameters live, and the floating dtype that ran
+            (the autocast dtype under ``torch.autocast``, else the parameters').
+        uncounted_ops: ops whose MACs could not be counted (MAC totals are a lower bound; an
+            op's ``bound_macs`` bounds what it did when a formula can).
+        unattributed_macs: MACs of ops that ran outside every tracked hook point (the
+            ``(outside hook points)`` row when the model itself is not tracked).
         metrics: long frame ``hook_point, metric, value, note`` from ``metrics=``, or None.
+        counted_forwards: forwards run under the MAC counter (new work signatures, models
+            that read tensor values, and the check forwards 32, 64, 128, ... of each family).
+        predicted_forwards: forwards with a new signature whose costs came from a cost model
+            fitted and checked on counted forwards (see docs/track.md).
+        estimated_forwards: forwards whose MACs could only be estimated (their calls differed
+            from the cached ones for the same signature; every later forward is counted).
+        value_reads: ops that read tensor values into Python (``.item()``, ``bool(t)``,
+            ``nonzero``): control flow may depend on data, so every forward is counted.
     """
 
     points: list[PointInfo]
@@ -91,6 +109,10 @@ class TrackReport:
     unattributed_macs: int = 0
     parameter_sizes: ParameterSizes = field(default_factory=dict)
     metrics: pd.DataFrame | None = None
+    counted_forwards: int = 0
+    predicted_forwards: int = 0
+    estimated_forwards: int = 0
+    value_reads: dict[str, UncountedOp] = field(default_factory=dict)
 
     def _ordered(self) -> list[PointInfo]:
         never = len(self.points) + 1_000_000_000
@@ -110,38 +132,49 @@ class TrackReport:
         """One row per hook point, in execution order (never-called points last).
 
         Columns: ``TRACK_COLUMNS`` -- ``output_shape`` is the most frequent output shape,
-        ``output_shapes`` maps each distinct shape to its number of calls, per-call columns are
-        sums over the block, ``latency_ms`` is the summed latency (NaN with ``timing=False``)
-        and ``mean_latency_ms`` the latency per call -- then one column per metric of
-        ``metrics=`` (prefixed ``metric_`` if the name clashes with a column above).
+        ``output_shapes`` maps each distinct shape to its number of calls (at most 64 shapes,
+        the calls with further ones under ``"other"``), per-call columns are
+        sums over the block, ``latency_ms`` is the summed latency (NaN with ``timing=False``),
+        ``mean_latency_ms`` the latency per call and ``self_latency_ms`` the summed self time
+        (latency less that of the nested tracked points' calls) -- then one column per metric
+        of ``metrics=`` (prefixed ``metric_`` if the name clashes with a column above). When
+        the model itself is not tracked, a last row ``(outside hook points)``
+        (:data:`~hookstats.counting.OUTSIDE_POINTS`) holds the MACs of the work outside every
+        tracked point, so ``macs`` sums to the model's total.
         """
-        rows = []
-        for info in self._ordered():
-            stats = self.stats.get(info.name) or PointStats()
-            latency_ms = stats.latency_s * 1e3 if self.timing else math.nan
-            common = stats.shapes.most_common(1)
-            rows.append(
-                {
-                    "hook_point": info.name,
-                    "module_type": info.module_type,
-                    "depth": info.depth,
-                    "is_leaf": info.is_leaf,
-                    "calls": stats.calls,
-                    "output_shape": shape_cell(common[0][0]) if common else None,
-                    "output_shapes": {shape_cell(s): n for s, n in stats.shapes.items()},
-                    "output_elements": stats.output_elements,
-                    "activation_bytes": stats.activation_bytes,
-                    "input_bytes": stats.input_bytes,
-                    "parameters": info.parameters,
-                    "parameter_bytes": info.parameter_bytes,
-                    "macs": stats.macs,
-                    "self_macs": stats.self_macs,
-                    "latency_ms": latency_ms,
-                    "mean_latency_ms": latency_ms / stats.calls if stats.calls else math.nan,
-                }
-            )
+        rows = [
+            self._row(info, self.stats.get(info.name) or PointStats()) for info in self._ordered()
+        ]
+        outside = self.stats.get(OUTSIDE_POINTS)
+        if outside is not None:
+            info = PointInfo(OUTSIDE_POINTS, "", 0, False, 0, 0, False, innermost=True)
+            rows.append(self._row(info, outside, timed=False))
         frame = pd.DataFrame(rows, columns=TRACK_COLUMNS)
         return self._with_metrics(frame)
+
+    def _row(self, info: PointInfo, stats: PointStats, *, timed: bool = True) -> dict[str, Any]:
+        latency_ms = stats.latency_s * 1e3 if self.timing and timed else math.nan
+        self_ms = stats.self_latency_s * 1e3 if self.timing and timed else math.nan
+        common = [item for item in stats.shapes.most_common(2) if item[0] != OTHER_SHAPES][:1]
+        return {
+            "hook_point": info.name,
+            "module_type": info.module_type,
+            "depth": info.depth,
+            "is_leaf": info.is_leaf,
+            "calls": stats.calls,
+            "output_shape": shape_cell(common[0][0]) if common else None,
+            "output_shapes": {_shape_key(s): n for s, n in stats.shapes.items()},
+            "output_elements": stats.output_elements,
+            "activation_bytes": stats.activation_bytes,
+            "input_bytes": stats.input_bytes,
+            "parameters": info.parameters,
+            "parameter_bytes": info.parameter_bytes,
+            "macs": stats.macs,
+            "self_macs": stats.self_macs,
+            "latency_ms": latency_ms,
+            "mean_latency_ms": latency_ms / stats.calls if stats.calls else math.nan,
+            "self_latency_ms": self_ms,
+        }
 
     def _with_metrics(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.metrics is None or self.metrics.empty:

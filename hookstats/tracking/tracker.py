@@ -1,27 +1,34 @@
-"""``track()``: instrument real inference inside a ``with`` block, with low overhead.
+"""``track()``: instrument real inference inside a ``with`` block -- exact on every forward,
+cheap in the steady state.
 
 :class:`Tracker` owns every hook it adds. Two hooks on the model itself see each forward: the
-pre-hook reads the input signature (:mod:`hookstats.tracking.cost_cache`) and decides how to
-run it; the post-hook hands what was recorded to :class:`~.accounting.TrackAccounts`, which adds
-it up under a lock, so a live view can take a snapshot from another thread at any time. Hooks
-never render.
+pre-hook reads the forward's *work signature* (:mod:`hookstats.tracking.signature`: the shapes
+of every tensor given, those a KV cache holds included, plain scalars, grad/autocast state)
+and asks :class:`~.accounting.TrackAccounts` how to run it; the post-hook hands back what was
+recorded. How a forward runs:
 
-* A forward with a **new signature** runs with a
-  :class:`~hookstats.instrument.recorder.CallRecorder` on
-  the tracked modules and a :class:`~hookstats.counting.MacCounter`; its totals are cached.
-* A forward with a **seen signature** reuses the cached MACs. With ``timing=True`` the recorder
-  stays on every tracked module (latency per call); with ``timing=False`` the forward runs with
-  no per-module hook at all and cached totals are added in bulk -- except forwards 2, 4, 8, ...
-  of each signature, recorded again to check the cache.
+* **counted** -- a signature no cache entry or cost model covers, every forward of a model that
+  reads tensor values into Python, and the check forwards 32, 64, 128, ... of each family: the
+  :class:`~hookstats.instrument.recorder.CallRecorder` on the tracked modules and a
+  :class:`~hookstats.counting.MacCounter`, exactly as ``profile`` counts.
+* **steady** -- a signature seen before, or predicted by the family's cost model
+  (:mod:`hookstats.tracking.cost_model`): with ``timing=False`` no per-module hook and no
+  counter at all, the cached costs are added at the next snapshot; with ``timing=True`` the
+  recorder's hooks measure latency and self time, MACs come from the cache.
+
+Threads: the forward in progress (its depth, its counter, its records) is per thread
+(:mod:`hookstats.tracking.forward_state`, and the recorder's records are per thread), the
+totals are added under one lock, and the recorder's hooks are attached while any thread counts
+(reference-counted); several threads calling one tracked model are each counted in full.
 
 Decisions: nested ``track()`` blocks on the *same* model raise
-:class:`~hookstats.errors.TrackError` (a block on a submodule composes: each tracker owns its
-hooks). A forward that raises is not counted (``failed_forwards``); the counter is exited and
-tracking goes on; every hook is removed when the block exits, normally or not. Only calls made
-through ``model(...)`` are tracked. The model is not put in eval mode or under no_grad. The root
-module, when selected, is recorded by the model hooks (its latency is the whole forward). On
-CUDA, latency is taken after a ``torch.cuda.synchronize()`` (``cuda_timing="sync"``) or from
-CUDA events (``"events"``), see :mod:`hookstats.tracking.cuda_timing`.
+:class:`~hookstats.errors.TrackError` (a block on a submodule composes). A forward that raises
+-- or is interrupted by ``KeyboardInterrupt`` -- is not counted (``failed_forwards``); the
+counter leaves the dispatch stack and tracking goes on. Every hook is removed when the block
+exits. Only calls made through ``model(...)`` are tracked. The model is not put in eval mode or
+under no_grad. A ``torch.compile`` wrapper is hooked on the outside only
+(:mod:`hookstats.tracking.compiled`); a TorchScript module is refused. Uncounted ops are
+warned about once per block, on exit, at the ``with`` statement.
 
 May import: :mod:`hookstats.counting`, :mod:`hookstats.instrument`, :mod:`hookstats.metrics`,
 :mod:`hookstats.points`, :mod:`hookstats.errors` and the :mod:`hookstats.tracking` siblings.
@@ -29,11 +36,12 @@ May import: :mod:`hookstats.counting`, :mod:`hookstats.instrument`, :mod:`hookst
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 import weakref
-from contextlib import ExitStack
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import torch
@@ -43,29 +51,31 @@ from torch.utils.hooks import RemovableHandle
 
 from ..counting import MacCounter
 from ..errors import TrackError
-from ..instrument import CallRecorder, dtype_name, model_device, model_float_dtype, point_infos
-from ..instrument.tensors import summarize_tensors
-from ..metrics import MetricNames, compute_metrics, metric_registry
-from ..points import PointSpec, select_points
-from .accounting import ReportContext, TrackAccounts
-from .cost_cache import (
-    Pending,
-    SignatureCosts,
-    input_signature,
-    leading_dim,
-    root_call_record,
-    should_verify,
+from ..instrument import (
+    CallRecorder,
+    dtype_name,
+    model_device,
+    model_float_dtype,
+    point_infos,
 )
+from ..instrument.placement import autocast_dtype
+from ..instrument.tensors import summarize_tensors
+from ..instrument.uncounted import warn_uncounted
+from ..metrics import MetricNames, compute_metrics
+from ..points import PointSpec, select_points
+from .accounting import RECORD, STEADY, ReportContext, TrackAccounts
+from .compiled import ShadowCounter, unwrap_compiled
+from .cost_cache import Pending
 from .cuda_timing import CudaEventTimer, add_sync_hooks, warm_up_dispatch
+from .forward_state import ForwardState, leave_mode, root_call_record, thread_state
 from .live import LiveView
+from .options import CudaTiming, SortKey, check_metrics, check_options
 from .report import TrackReport
+from .signature import leading_dim, work_signature
 
 __all__ = ["Tracker", "track"]
 
 _ACTIVE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-_COUNT, _RECORD, _STEADY = "count", "record", "steady"
-SortKey = Literal["latency", "macs"]
-CudaTiming = Literal["sync", "events"]
 
 
 class Tracker:
@@ -88,35 +98,43 @@ class Tracker:
         top: int = 15,
         cuda_timing: CudaTiming = "sync",
     ) -> None:
-        _check_options(sort_by, top, cuda_timing)
-        _check_metrics(metrics)
-        selected = select_points(model, points)  # also rejects a non-module
-        self._model, self._points = model, selected
+        check_options(sort_by, top, cuda_timing)
+        check_metrics(metrics)
+        select_points(model, points)  # rejects a non-module and a bad selection first
+        eager, compiled = unwrap_compiled(model)
+        selected = select_points(eager, points)
+        self._hook_root, self._model, self._points = model, eager, selected
         self._points_spec, self._metrics = points, metrics
         infos, sizes = point_infos(selected, None)
-        device = model_device(model)
+        device = model_device(eager)
+        self._root_name = next((p.name for p in selected if p.module is eager), None)
+        inner = [p for p in selected if p.module is not eager]
         self._context = ReportContext(
-            infos, sizes, timing, str(device), dtype_name(model_float_dtype(model))
+            infos,
+            sizes,
+            timing,
+            str(device),
+            dtype_name(model_float_dtype(eager)),
+            outside_row=self._root_name is None,
         )
-        self._root_name = next((p.name for p in selected if p.module is model), None)
-        inner = [p for p in selected if p.module is not model]
         self._timing = timing
-        on_cuda = timing and device.type == "cuda"
+        on_cuda = timing and device.type == "cuda" and not compiled
         self._events = CudaEventTimer() if on_cuda and cuda_timing == "events" else None
         self._sync = on_cuda and cuda_timing == "sync"
         self._inner_modules = [p.module for p in inner]
-        self._recorder = CallRecorder(model, inner, timing=timing and self._events is None)
-        self._permanent = timing  # timing needs hooks on every forward
+        self._recorder = CallRecorder(eager, inner, timing=timing and self._events is None)
+        self._shadow = ShadowCounter(eager, inner, points) if compiled else None
+        self._permanent = timing and not compiled  # timing needs hooks on every forward
         self._view = LiveView(
             lambda: self.report, console=console, live=live, sort_by=sort_by, top=top
         )
-        self._accounts = TrackAccounts([p.name for p in selected])
+        self._accounts = TrackAccounts(
+            [p.name for p in selected], outside_row=self._root_name is None
+        )
         self._handles: list[RemovableHandle] = []
-        self._counting = ExitStack()  # holds the MAC counter while a forward is counted
-        self._counter: MacCounter | None = None
-        self._pending: Pending | None = None
-        self._finished_ok = False
-        self._depth = 0
+        self._local = threading.local()
+        self._attach_lock = threading.Lock()
+        self._attached = 0
         self._started = self._stopped = 0.0
         self._state = "new"
         self._metric_frame: pd.DataFrame | None = None
@@ -151,10 +169,10 @@ class Tracker:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             self._remove_hooks()
+            state = thread_state(self._local)
+            if state.depth:  # a forward of this thread was interrupted (KeyboardInterrupt)
+                self._abandon(state)
             with self._accounts.lock:
-                self._stop_counting()  # still active if a KeyboardInterrupt stopped a forward
-                self._recorder.reset()
-                self._depth, self._pending = 0, None
                 if self._events is not None:
                     self._events.discard_open()
                     self._events.resolve(self._accounts.stats, wait=True)
@@ -165,9 +183,11 @@ class Tracker:
             _ACTIVE.discard(self._model)
             self._state = "done"
             self._view.stop()
+        if exc is None:
+            warn_uncounted(self._accounts.uncounted_ops())
 
     def _register_hooks(self) -> None:
-        root = self._model
+        root = self._hook_root
         if self._permanent:
             self._recorder.attach()
         if self._sync:
@@ -187,99 +207,155 @@ class Tracker:
             handle.remove()
         self._handles.clear()
         self._recorder.remove()
+        self._attached = 0
 
-    def _start_counting(self) -> None:
-        self._counter = self._counting.enter_context(MacCounter(self._recorder))
+    def _attach(self) -> None:
+        """Hooks on the tracked modules while any thread counts (reference-counted)."""
+        with self._attach_lock:
+            if self._attached == 0 and not self._permanent and self._state == "active":
+                self._recorder.attach()
+            self._attached += 1
 
-    def _stop_counting(self) -> None:
-        self._counting.close()
-        self._counter = None
+    def _detach(self) -> None:
+        with self._attach_lock:
+            self._attached = max(self._attached - 1, 0)
+            if self._attached == 0 and not self._permanent:
+                self._recorder.remove()
 
     # --- one forward ------------------------------------------------------------------------
 
-    def _mode(self, costs: SignatureCosts | None) -> str:
-        if costs is None or costs.dynamic:
-            return _COUNT
-        if self._permanent or should_verify(costs.forwards + 1):
-            return _RECORD
-        return _STEADY
-
     def _root_pre(self, module: nn.Module, args: Any, kwargs: Any) -> None:
-        self._depth += 1
-        if self._depth > 1:
+        state = thread_state(self._local)
+        if state.is_stale():
+            self._abandon(state)
+        state.depth += 1
+        if state.depth > 1:
             return
-        self._finished_ok = False
-        signature = input_signature(args, kwargs)
-        costs = self._accounts.costs.get(signature)
-        mode = self._mode(costs)
+        state.frame = sys._getframe(1)
+        state.finished = False
+        signature = work_signature(args, kwargs, training=self._model.training)
+        accounts = self._accounts
+        with accounts.lock:
+            if accounts.dtype is None:
+                ran = autocast_dtype(model_device(self._model).type)
+                accounts.dtype = dtype_name(ran) if ran is not None else ""
+            mode, entry, predicted = accounts.decide(signature, timing=self._permanent)
         samples = leading_dim(args, kwargs)
-        if mode == _STEADY:  # the hot path: no hook, no counter
-            self._pending = Pending(signature, costs, mode, samples, 0, perf_counter())
+        if mode == STEADY:  # the hot path: no hook, no counter
+            state.pending = Pending(signature, mode, entry, predicted, samples, 0, perf_counter())
             return
-        if self._recorder.calls:  # submodules called directly, outside a forward: not tracked
-            self._recorder.reset()
-        if self._events is not None:
-            self._events.discard_open()
-        if not self._permanent:
-            self._recorder.attach()
+        self._start_recording(state, mode, args, kwargs)
         input_bytes = summarize_tensors(args, kwargs).nbytes if self._root_name else 0
-        if mode == _COUNT:
-            self._start_counting()
         if self._sync:
             torch.cuda.synchronize()
-        self._pending = Pending(signature, costs, mode, samples, input_bytes, perf_counter())
+        state.pending = Pending(
+            signature, mode, entry, predicted, samples, input_bytes, perf_counter()
+        )
+
+    def _start_recording(self, state: ForwardState, mode: str, args: Any, kwargs: Any) -> None:
+        if self._events is not None:
+            self._events.discard_open()
+        if mode == RECORD:
+            self._recorder.start(light=True)
+            return
+        if self._shadow is not None:
+            try:
+                state.shadow = self._shadow.count(args, kwargs)
+                return
+            except Exception as exc:  # the shadow needs values: count the compiled call
+                self._shadow.failed = f"{type(exc).__name__}: {exc}"
+        else:
+            self._attach()
+            state.recording = True
+        self._recorder.start()
+        state.counter = MacCounter(self._recorder)
+        state.counter.__enter__()  # type: ignore[no-untyped-call]
 
     def _root_done(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        pending = self._pending
-        if self._depth > 1 or pending is None:
+        state = thread_state(self._local)
+        pending = state.pending
+        if state.depth > 1 or pending is None:
             return
         if self._sync:
             torch.cuda.synchronize()
         elapsed = perf_counter() - pending.started
-        if pending.mode == _STEADY:
+        if pending.mode == STEADY:
             with self._accounts.lock:
                 self._accounts.add_steady(pending, elapsed)
         else:
-            self._finish_recorded(pending, output, elapsed)
-        self._finished_ok = True
+            self._finish_recorded(state, pending, output, elapsed)
+        state.finished = True
 
-    def _finish_recorded(self, pending: Pending, output: Any, elapsed: float) -> None:
-        counter = self._counter
-        self._stop_counting()
-        if not self._permanent:
-            self._recorder.remove()
-        calls = self._recorder.calls
-        unattributed = self._recorder.unattributed_macs
+    def _finish_recorded(
+        self, state: ForwardState, pending: Pending, output: Any, elapsed: float
+    ) -> None:
+        if pending.mode == RECORD:
+            self._finish_timed(pending, elapsed)
+            return
+        counter = state.counter
+        if counter is not None:
+            leave_mode(counter)
+            state.counter = None
+        if state.shadow is not None:
+            calls, unattributed, counter = state.shadow
+            state.shadow, top = None, 0.0
+        else:
+            calls, unattributed, top = self._recorder.take()
+        if state.recording:
+            self._detach()
+            state.recording = False
         if self._root_name is not None:
-            latency = elapsed if self._timing and self._events is None else None
-            root = root_call_record(
-                self._root_name, pending, output, counter, unattributed, latency
+            timed = self._timing and self._events is None
+            calls.insert(
+                0, root_call_record(self._root_name, pending, output, counter, unattributed)
             )
-            calls.insert(0, root)
+            if timed:
+                calls[0].latency_s, calls[0].self_latency_s = elapsed, max(elapsed - top, 0.0)
             unattributed = 0
+        assert counter is not None
         with self._accounts.lock:
-            self._accounts.add_recorded(pending, calls, counter, unattributed, elapsed)
-            if self._events is not None:
-                self._events.commit()
-                self._events.resolve(self._accounts.stats, wait=False)
-        self._recorder.reset()
+            self._accounts.add_counted(pending, calls, counter, unattributed, elapsed)
+            self._resolve_events()
+
+    def _finish_timed(self, pending: Pending, elapsed: float) -> None:
+        """A forward whose costs are cached, timed with the recorder's light hooks."""
+        times, top = self._recorder.take_times()
+        root = None
+        if self._root_name is not None:
+            timed = self._timing and self._events is None
+            root = (self._root_name, elapsed if timed else 0.0, max(elapsed - top, 0.0) * timed)
+        with self._accounts.lock:
+            self._accounts.add_recorded(pending, times, root, elapsed)
+            self._resolve_events()
+
+    def _resolve_events(self) -> None:
+        if self._events is not None:
+            self._events.commit()
+            self._events.resolve(self._accounts.stats, wait=False)
 
     def _root_cleanup(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        self._depth -= 1
-        if self._depth > 0:
+        state = thread_state(self._local)
+        state.depth -= 1
+        if state.depth > 0:
             return
-        self._pending = None
-        if self._finished_ok:
-            return
-        # The forward raised: leave the counter, drop its partial calls, keep going.
-        with self._accounts.lock:
-            self._stop_counting()
-            self._accounts.add_failure()
-        if not self._permanent:
-            self._recorder.remove()
+        if not state.finished:  # the forward raised: drop its partial calls, keep going
+            self._abandon(state)
+        state.clear()
+
+    def _abandon(self, state: ForwardState) -> None:
+        """The forward of this thread ended without its post-hook (it raised, or it was
+        interrupted): leave the counter, drop its records, count a failure."""
+        if state.counter is not None:
+            leave_mode(state.counter)
         self._recorder.reset()
+        if state.recording:
+            self._detach()
         if self._events is not None:
             self._events.discard_open()
+        if state.pending is not None:
+            with self._accounts.lock:
+                self._accounts.add_failure()
+        state.clear()
 
     # --- results ----------------------------------------------------------------------------
 
@@ -326,27 +402,6 @@ class Tracker:
         return to_html(self.table())
 
 
-def _check_metrics(metrics: MetricNames) -> None:
-    """Unknown metric names fail when the block is set up, not after the inference."""
-    if metrics is None:
-        return
-    needs_task = [spec.name for spec in metric_registry.resolve(metrics) if spec.category == 2]
-    if needs_task:
-        raise TrackError(
-            f"track(metrics=) computes weight metrics; {', '.join(needs_task)} need(s) a task: "
-            "call hs.compute_metrics(model, points, metrics, task=...) after the block instead."
-        )
-
-
-def _check_options(sort_by: str, top: int, cuda_timing: str) -> None:
-    if sort_by not in ("latency", "macs"):
-        raise TrackError(f"sort_by must be 'latency' or 'macs', got {sort_by!r}.")
-    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
-        raise TrackError(f"top must be a positive int (rows shown in the table), got {top!r}.")
-    if cuda_timing not in ("sync", "events"):
-        raise TrackError(f"cuda_timing must be 'sync' or 'events', got {cuda_timing!r}.")
-
-
 def track(
     model: nn.Module,
     points: PointSpec = None,
@@ -361,16 +416,22 @@ def track(
 ) -> Tracker:
     """Record calls, output shapes, bytes, MACs and latency of real inference in a block.
 
+    Every forward's MACs, per hook point, are what ``hs.profile`` counts for that call: KV-cache
+    decoding, value-dependent routing (mixture of experts), ``torch.inference_mode()``,
+    compiled models and several threads included (docs/track.md says how, and when it runs
+    the counter).
+
     Args:
         model: the model whose forward calls are tracked (it is not changed, moved or put in
-            eval mode).
-        points: which modules to track (glob, class, list, predicate); default all.
+            eval mode); a ``torch.compile(model)`` wrapper works too.
+        points: which modules to track (glob, class, list, predicate); default all. Work
+            outside them is the ``(outside hook points)`` row.
         metrics: weight metrics computed once on exit for the tracked points and added as
             columns, e.g. ``["l1"]`` (see ``hookstats.compute_metrics``); default none.
         live: show a live table (refreshed at most 4 times a second from a snapshot) while the
             block runs; when the console is not a terminal or Jupyter, print a final table.
-        timing: measure per-hook-point latency (pre-hook to post-hook). Off, a forward with a
-            seen input signature runs without per-module hooks (lowest overhead).
+        timing: measure per-hook-point latency and self time (pre-hook to post-hook). Off, a
+            forward whose costs are known runs without per-module hooks (lowest overhead).
         console: the rich console to render to. Giving one (or ``live=True``) asks for output;
             otherwise nothing is printed.
         sort_by: order of the rendered table: ``"latency"`` (total time) or ``"macs"``.
@@ -381,8 +442,12 @@ def track(
         A :class:`Tracker`; use it as a context manager.
 
     Raises:
-        TrackError: bad options, or a nested ``track()`` on a model already tracked.
+        TrackError: bad options, a nested ``track()`` on a model already tracked, a model
+            compiled in place (``model.compile()``) or a TorchScript module.
         PointSelectionError: ``points=`` selects nothing or is malformed.
+
+    Warns:
+        UncountedOpsWarning: on exit, once per block, when ops without a MAC formula ran.
 
     Example:
         >>> import torch, hookstats as hs
