@@ -97,8 +97,66 @@ def _build() -> nn.Module:
     return MLP((8, 16, 4))
 
 
+def _track_one_forward(**kwargs: Any) -> None:
+    """A ``track()`` block around one forward of the model (the valid MLP; another model is
+    only opened and closed: its forward with this input is the caller's own error)."""
+    model = kwargs["model"]
+    with hs.track(**kwargs):
+        if isinstance(model, MLP):
+            model(torch.zeros(2, 8))
+
+
 # Each entry: a name, a function of keyword arguments, and the valid arguments it is given.
 CALLS: list[tuple[str, Callable[..., Any], Callable[[], dict[str, Any]]]] = [
+    (
+        "profile",
+        hs.profile,
+        lambda: {
+            "model": MLP(),
+            "input_shape": (8,),
+            "batch_size": 2,
+            "dtype": None,
+            "device": None,
+            "points": None,
+        },
+    ),
+    (
+        "profile(inputs=)",
+        hs.profile,
+        lambda: {"model": MLP(), "inputs": (torch.zeros(2, 8),), "kwargs": None, "train": False},
+    ),
+    (
+        "estimate_layerwise_stats",
+        hs.estimate_layerwise_stats,
+        lambda: {"model": MLP(), "batch_size": 2, "input_shape": (8,)},
+    ),
+    ("select_points", hs.select_points, lambda: {"model": MLP(), "points": "layers.*"}),
+    (
+        "track",
+        _track_one_forward,
+        lambda: {
+            "model": MLP(),
+            "points": None,
+            "metrics": None,
+            "live": False,
+            "timing": True,
+            "console": None,
+            "sort_by": "latency",
+            "top": 15,
+            "cuda_timing": "sync",
+        },
+    ),
+    (
+        "activation_stats",
+        hs.activation_stats,
+        lambda: {
+            "model": MLP(),
+            "points": None,
+            "metrics": ["act_rms"],
+            "inputs": (torch.zeros(2, 8),),
+            "kwargs": None,
+        },
+    ),
     (
         "compute_metrics",
         hs.compute_metrics,

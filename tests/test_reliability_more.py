@@ -420,3 +420,33 @@ def test_submitit_executor_refuses_what_it_cannot_wrap():
     pytest.importorskip("submitit", reason="needs the [slurm] extra")
     with pytest.raises(hs.HookstatsError, match="wraps a submitit executor"):
         hs.runs.SubmititExecutor(object())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timing": torch.ones(2)}, "timing= must be True or False"),
+        ({"live": "yes"}, "live= must be True or False"),
+        ({"sort_by": "fastest"}, "sort_by must be one of 'latency', 'self_time'"),
+        ({"console": 3}, "console= must be a rich.console.Console"),
+        ({"cuda_timing": pd.DataFrame()}, "cuda_timing must be 'sync' or 'events'"),
+        ({"metrics": 5}, "metrics= must be a metric name, a list of names"),
+    ],
+)
+def test_track_options_are_checked_when_the_block_is_set_up(kwargs, message):
+    with pytest.raises(hs.HookstatsError, match=message):
+        hs.track(nn.Linear(2, 2), **kwargs)
+
+
+def test_a_factory_that_cannot_be_called_or_raises_is_a_clear_error():
+    with pytest.raises(hs.InputSpecError, match=r"factory len raised TypeError.*no arguments"):
+        hs.profile(len, input_shape=(2,))
+
+    def broken() -> nn.Module:
+        raise KeyError("hidden_size")
+
+    with pytest.raises(hs.InputSpecError, match="factory .*broken raised KeyError") as info:
+        hs.profile(broken, input_shape=(2,))
+    assert isinstance(info.value.__cause__, KeyError)
+    with pytest.raises(hs.InputSpecError, match="is not a torch device"):
+        hs.profile(nn.Linear(2, 2), input_shape=(2,), device=2**70)

@@ -191,7 +191,7 @@ def test_tracker_is_single_use():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sort_by": "speed"}, "sort_by must be 'latency' or 'macs'"),
+        ({"sort_by": "speed"}, "sort_by must be one of 'latency', 'self_time'"),
         ({"top": 0}, "top must be a positive int"),
         ({"cuda_timing": "nvtx"}, "cuda_timing must be 'sync' or 'events'"),
     ],

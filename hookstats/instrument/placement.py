@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from ..errors import InputSpecError, MetaDeviceError
+from ..errors import HookstatsError, InputSpecError, MetaDeviceError
 from .model_state import model_device
 from .tensors import flatten
 
@@ -56,9 +56,9 @@ def _as_device(device: str | torch.device | None) -> torch.device | None:
         return None
     try:
         return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
         raise InputSpecError(
-            f"device={device!r} is not a torch device: {exc}. Use 'cpu', 'meta' or 'cuda:0'."
+            f"device={device!r:.60} is not a torch device: {exc}. Use 'cpu', 'meta' or 'cuda:0'."
         ) from None
 
 
@@ -80,7 +80,11 @@ def resolve_model(model: ModelLike, device: str | torch.device | None) -> tuple[
         raise InputSpecError(
             f"expected an nn.Module or a factory returning one, got {type(model).__name__}."
         )
-    built = _build_on_meta(model) if target is not None and target.type == "meta" else model()
+    built = (
+        _build_on_meta(model)
+        if target is not None and target.type == "meta"
+        else _call_factory(model)
+    )
     if not isinstance(built, nn.Module):
         raise InputSpecError(
             f"the model factory returned {type(built).__name__}, not an nn.Module."
@@ -88,6 +92,21 @@ def resolve_model(model: ModelLike, device: str | torch.device | None) -> tuple[
     if target is not None and target.type != "meta":
         built = built.to(target)
     return built, True
+
+
+def _call_factory(factory: Callable[[], Any]) -> Any:
+    """``factory()``; a factory that cannot be called without arguments, or raises, gets an
+    error that says so (the original exception is its cause)."""
+    try:
+        return factory()
+    except HookstatsError:
+        raise
+    except Exception as exc:
+        name = getattr(factory, "__qualname__", type(factory).__name__)
+        raise InputSpecError(
+            f"the model factory {name} raised {type(exc).__name__}: {exc}. A factory is "
+            "called with no arguments and returns the nn.Module (e.g. lambda: MyModel(cfg))."
+        ) from exc
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:

@@ -45,7 +45,7 @@ import difflib
 import inspect
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, SupportsFloat, TypeVar
 
@@ -319,6 +319,11 @@ class MetricRegistry:
         if metrics is None:
             default = WEIGHTS if WEIGHTS in allowed else allowed[0]
             return [s for s in self._specs.values() if s.category == default]
+        if not isinstance(metrics, str | Iterable) or isinstance(metrics, bytes | Mapping):
+            raise MetricError(
+                f"metrics= must be a metric name, a list of names, or None (all); got "
+                f"{type(metrics).__name__} {metrics!r:.60}."
+            )
         names = [metrics] if isinstance(metrics, str) else list(metrics)
         if not names:
             raise MetricError("metrics= is empty: name at least one metric, or pass None for all.")

@@ -189,6 +189,8 @@ def profile(
         >>> hs.profile(model, input_shape=(1, 28, 28), batch_size=32).total("macs")
         3612672
     """
+    if not isinstance(train, bool):
+        raise InputSpecError(f"train= must be True or False, got {train!r:.60}.")
     if train or loss_fn is not None or optimizer is not None:
         report = profile_training(
             model, train=train, loss_fn=loss_fn, optimizer=optimizer, input_shape=input_shape,

@@ -58,7 +58,7 @@ class LiveView:
         *,
         console: Console | None,
         live: bool,
-        sort_by: str = "latency",
+        sort_by: str | None = "latency",
         top: int = 15,
         refresh_per_second: float = 4,
     ) -> None:

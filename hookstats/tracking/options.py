@@ -1,19 +1,23 @@
 """The options of :func:`hookstats.track` checked when the block is set up, not after the
-inference: table order, rows, CUDA timing, and weight metrics that need no task.
+inference: table order, rows, CUDA timing, the console, on/off flags, and weight metrics that
+need no task.
 
-May import: :mod:`hookstats.errors`, :mod:`hookstats.metrics`.
+May import: rich, :mod:`hookstats.errors`, :mod:`hookstats.metrics` and the tracking table.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+from rich.console import Console
+
 from ..errors import TrackError
 from ..metrics import MetricNames, metric_registry
+from .table import SORT_KEYS
 
 __all__ = ["CudaTiming", "SortKey", "check_metrics", "check_options"]
 
-SortKey = Literal["latency", "macs"]
+SortKey = Literal["latency", "self_time", "total_time", "macs"] | None
 CudaTiming = Literal["sync", "events"]
 
 
@@ -32,14 +36,25 @@ def check_metrics(metrics: MetricNames) -> None:
         )
 
 
-def check_options(sort_by: str, top: int, cuda_timing: str) -> None:
-    """The table order, the rows shown and the CUDA timing method are valid.
+def check_options(
+    sort_by: object, top: object, cuda_timing: object, console: object = None, **flags: object
+) -> None:
+    """The table order, the rows shown, the CUDA timing method, the console and the on/off
+    ``flags`` (``live=``, ``timing=``) are valid.
 
-    >>> check_options("macs", 10, "events")
+    >>> check_options("macs", 10, "events", live=False, timing=True)
     """
-    if sort_by not in ("latency", "macs"):
-        raise TrackError(f"sort_by must be 'latency' or 'macs', got {sort_by!r}.")
+    if console is not None and not isinstance(console, Console):
+        raise TrackError(
+            f"console= must be a rich.console.Console (or None), got {type(console).__name__}."
+        )
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TrackError(f"{name}= must be True or False, got {value!r:.60}.")
+    if not isinstance(sort_by, str | None) or sort_by not in SORT_KEYS:
+        keys = ", ".join(repr(k) for k in SORT_KEYS)
+        raise TrackError(f"sort_by must be one of {keys}; got {sort_by!r:.60}.")
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise TrackError(f"top must be a positive int (rows shown in the table), got {top!r}.")
-    if cuda_timing not in ("sync", "events"):
-        raise TrackError(f"cuda_timing must be 'sync' or 'events', got {cuda_timing!r}.")
+    if not isinstance(cuda_timing, str) or cuda_timing not in ("sync", "events"):
+        raise TrackError(f"cuda_timing must be 'sync' or 'events', got {cuda_timing!r:.60}.")

@@ -98,7 +98,7 @@ class Tracker:
         top: int = 15,
         cuda_timing: CudaTiming = "sync",
     ) -> None:
-        check_options(sort_by, top, cuda_timing)
+        check_options(sort_by, top, cuda_timing, console, live=live, timing=timing)
         check_metrics(metrics)
         select_points(model, points)  # rejects a non-module and a bad selection first
         eager, compiled = unwrap_compiled(model)
@@ -434,7 +434,9 @@ def track(
             forward whose costs are known runs without per-module hooks (lowest overhead).
         console: the rich console to render to. Giving one (or ``live=True``) asks for output;
             otherwise nothing is printed.
-        sort_by: order of the rendered table: ``"latency"`` (total time) or ``"macs"``.
+        sort_by: order of the rendered table: ``"latency"``/``"self_time"`` (time in the hook
+            point itself), ``"total_time"`` (nested points included), ``"macs"``, or None
+            (the module tree).
         top: rows shown in the rendered table (a totals row follows).
         cuda_timing: on CUDA, ``"sync"`` (synchronize around each call) or ``"events"``.
 
