@@ -37,9 +37,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
-from .formulas import Shape, conv_macs, matmul_macs, register_mac_formula, rnn_macs
+from .formulas import (
+    Shape,
+    aten_ops,
+    conv_macs,
+    matmul_macs,
+    register_mac_formula,
+    rnn_macs,
+)
 
 __all__ = [
     "MAC_FREE_BACKWARD_OPS",
@@ -47,19 +52,6 @@ __all__ = [
     "rnn_backward_macs",
     "sdpa_backward_macs",
 ]
-
-
-def _ops(*names: str) -> list[Any]:
-    """Resolve ``"mm"`` or ``"lstm.input"`` to aten ops, skipping ops this torch lacks."""
-    found = []
-    for name in names:
-        packet_name, _, overload = name.partition(".")
-        op = getattr(torch.ops.aten, packet_name, None)
-        if op is not None and overload:
-            op = getattr(op, overload, None)
-        if op is not None:
-            found.append(op)
-    return found
 
 
 def _prod(shape: Shape) -> int:
@@ -86,7 +78,7 @@ def conv_backward_macs(
     return forward * (int(_mask(output_mask, 0)) + int(_mask(output_mask, 1)))
 
 
-@register_mac_formula(*_ops("convolution_backward"))
+@register_mac_formula(*aten_ops("convolution_backward"))
 def _convolution_backward(
     grad_out: Shape,
     x: Shape,
@@ -105,7 +97,7 @@ def _convolution_backward(
     return conv_backward_macs(grad_out, x, w, transposed, output_mask)
 
 
-@register_mac_formula(*_ops("convolution_backward_overrideable"))
+@register_mac_formula(*aten_ops("convolution_backward_overrideable"))
 def _convolution_backward_overrideable(
     grad_out: Shape,
     x: Shape,
@@ -123,7 +115,7 @@ def _convolution_backward_overrideable(
     return conv_backward_macs(grad_out, x, w, transposed, output_mask)
 
 
-@register_mac_formula(*_ops("_slow_conv2d_backward"))
+@register_mac_formula(*aten_ops("_slow_conv2d_backward"))
 def _slow_conv2d_backward(
     grad_out: Shape,
     x: Shape,
@@ -137,12 +129,12 @@ def _slow_conv2d_backward(
     return conv_backward_macs(grad_out, x, w, False, output_mask or [True, True])
 
 
-@register_mac_formula(*_ops("mps_convolution_backward"))
+@register_mac_formula(*aten_ops("mps_convolution_backward"))
 def _mps_convolution_backward(x: Shape, grad_out: Shape, w: Shape, *args: Any, **__: Any) -> int:
     return conv_backward_macs(grad_out, x, w, False, args[4] if len(args) > 4 else None)
 
 
-@register_mac_formula(*_ops("mps_convolution_transpose_backward"))
+@register_mac_formula(*aten_ops("mps_convolution_transpose_backward"))
 def _mps_convolution_transpose_backward(
     x: Shape, grad_out: Shape, w: Shape, *args: Any, **__: Any
 ) -> int:
@@ -150,14 +142,14 @@ def _mps_convolution_transpose_backward(
     return conv_backward_macs(grad_out, x, w, True, args[5] if len(args) > 5 else None)
 
 
-@register_mac_formula(*_ops("conv_tbc_backward"))
+@register_mac_formula(*aten_ops("conv_tbc_backward"))
 def _conv_tbc_backward(grad_out: Shape, x: Shape, w: Shape, *_: Any, **__: Any) -> int:
     """``conv_tbc``: input ``(T, B, C_in)``, weight ``(K, C_in, C_out)``, output ``(T', B,
     C_out)``; forward ``T' * B * K * C_in * C_out``; input and weight gradients both."""
     return 2 * int(grad_out[0]) * int(grad_out[1]) * _prod(w)
 
 
-@register_mac_formula(*_ops("_convolution_double_backward"))
+@register_mac_formula(*aten_ops("_convolution_double_backward"))
 def _convolution_double_backward(
     ggi: Shape | None,
     ggw: Shape | None,
@@ -190,7 +182,7 @@ def _convolution_double_backward(
 # --- fused linear and matmul gradients --------------------------------------------------------
 
 
-@register_mac_formula(*_ops("linear_backward", "mkldnn_linear_backward"))
+@register_mac_formula(*aten_ops("linear_backward", "mkldnn_linear_backward"))
 def _linear_backward(
     x: Shape, grad_out: Shape, w: Shape, output_mask: Sequence[bool], *_: Any, **__: Any
 ) -> int:
@@ -198,19 +190,19 @@ def _linear_backward(
     return forward * (int(_mask(output_mask, 0)) + int(_mask(output_mask, 1)))
 
 
-@register_mac_formula(*_ops("mkldnn_linear_backward_input"))
+@register_mac_formula(*aten_ops("mkldnn_linear_backward_input"))
 def _mkldnn_linear_backward_input(
     input_size: Sequence[int], grad_out: Shape, w: Shape, *_: Any, **__: Any
 ) -> int:
     return _prod(input_size[:-1]) * _prod(w)
 
 
-@register_mac_formula(*_ops("mkldnn_linear_backward_weights"))
+@register_mac_formula(*aten_ops("mkldnn_linear_backward_weights"))
 def _mkldnn_linear_backward_weights(grad_out: Shape, x: Shape, w: Shape, *_: Any, **__: Any) -> int:
     return _prod(x[:-1]) * _prod(w)
 
 
-@register_mac_formula(*_ops("matmul_backward"))
+@register_mac_formula(*aten_ops("matmul_backward"))
 def _matmul_backward(
     grad: Shape, a: Shape, b: Shape, mask: Sequence[bool], *_: Any, **__: Any
 ) -> int:
@@ -235,7 +227,7 @@ def sdpa_backward_macs(q: Shape, k: Shape, v: Shape) -> int:
 
 
 @register_mac_formula(
-    *_ops(
+    *aten_ops(
         "_scaled_dot_product_flash_attention_for_cpu_backward",
         "_scaled_dot_product_flash_attention_backward",
         "_scaled_dot_product_efficient_attention_backward",
@@ -253,7 +245,7 @@ def _bhle(shape: Shape) -> tuple[int, ...]:
     return (*s[:-3], s[-2], s[-3], s[-1])
 
 
-@register_mac_formula(*_ops("_flash_attention_backward", "_efficient_attention_backward"))
+@register_mac_formula(*aten_ops("_flash_attention_backward", "_efficient_attention_backward"))
 def _sdpa_backward_blhe(grad_out: Shape, q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
     """The varlen kernels take ``(B, L, H, E)``: move heads before the sequence."""
     return sdpa_backward_macs(_bhle(q), _bhle(k), _bhle(v))
@@ -277,29 +269,29 @@ def _rnn_tokens(x: Shape, batch_sizes: Any) -> int:
     return int(x[0]) if batch_sizes else _prod(x[:-1])
 
 
-@register_mac_formula(*_ops("_cudnn_rnn"))
+@register_mac_formula(*aten_ops("_cudnn_rnn"))
 def _cudnn_rnn(x: Shape, weights: Sequence[Shape], *args: Any, **__: Any) -> int:
     """cuDNN RNN forward (every layer and direction); ``batch_sizes`` is ``args[12]``."""
     return rnn_macs(_rnn_tokens(x, args[12] if len(args) > 12 else None), weights)
 
 
-@register_mac_formula(*_ops("miopen_rnn"))
+@register_mac_formula(*aten_ops("miopen_rnn"))
 def _miopen_rnn(x: Shape, weights: Sequence[Shape], *args: Any, **__: Any) -> int:
     return rnn_macs(_rnn_tokens(x, args[10] if len(args) > 10 else None), weights)
 
 
-@register_mac_formula(*_ops("_lstm_mps"))
+@register_mac_formula(*aten_ops("_lstm_mps"))
 def _lstm_mps(x: Shape, hx: Any, params: Sequence[Shape], *_: Any, **__: Any) -> int:
     return rnn_macs(_prod(x[:-1]), params)
 
 
-@register_mac_formula(*_ops("mkldnn_rnn_layer_backward"))
+@register_mac_formula(*aten_ops("mkldnn_rnn_layer_backward"))
 def _mkldnn_rnn_layer_backward(x: Shape, w_ih: Shape, w_hh: Shape, *_: Any, **__: Any) -> int:
     """oneDNN computes the input, hidden and weight gradients of one layer and direction."""
     return rnn_backward_macs(_prod(x[:-1]), [w_ih, w_hh])
 
 
-@register_mac_formula(*_ops("_cudnn_rnn_backward"))
+@register_mac_formula(*aten_ops("_cudnn_rnn_backward"))
 def _cudnn_rnn_backward(x: Shape, weights: Sequence[Shape], *args: Any, **__: Any) -> int:
     """``args``: stride0, weight_buf, hx, cx, output, grad_output, grad_hy, grad_cy, mode,
     hidden, proj, layers, batch_first, dropout, train, bidirectional, batch_sizes (index 16),
@@ -308,13 +300,13 @@ def _cudnn_rnn_backward(x: Shape, weights: Sequence[Shape], *args: Any, **__: An
     return rnn_backward_macs(tokens, weights, weights=_mask(args[-1], 3))
 
 
-@register_mac_formula(*_ops("miopen_rnn_backward"))
+@register_mac_formula(*aten_ops("miopen_rnn_backward"))
 def _miopen_rnn_backward(x: Shape, weights: Sequence[Shape], *args: Any, **__: Any) -> int:
     tokens = _rnn_tokens(x, args[15] if len(args) > 15 else None)
     return rnn_backward_macs(tokens, weights, weights=_mask(args[-1], 3))
 
 
-@register_mac_formula(*_ops("lstm_mps_backward"))
+@register_mac_formula(*aten_ops("lstm_mps_backward"))
 def _lstm_mps_backward(
     grad_y: Any, grad_hy: Any, grad_cy: Any, z: Any, cell: Any, x: Shape, layers: Any,
     hx: Any, params: Sequence[Shape], *_: Any, **__: Any,
@@ -323,7 +315,7 @@ def _lstm_mps_backward(
 
 
 @register_mac_formula(
-    *_ops(
+    *aten_ops(
         "_thnn_fused_lstm_cell_backward",
         "_thnn_fused_lstm_cell_backward_impl",
         "_thnn_fused_gru_cell_backward",

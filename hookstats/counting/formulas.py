@@ -34,6 +34,7 @@ MacFormula = Callable[..., int]
 _FORMULAS: dict[Any, MacFormula] = {}
 
 __all__ = [
+    "aten_ops",
     "conv_macs",
     "formula_for",
     "matmul_macs",
@@ -108,7 +109,7 @@ def registered_ops() -> list[str]:
     return sorted(str(op) for op in _FORMULAS)
 
 
-def _aten(*names: str) -> list[Any]:
+def aten_ops(*names: str) -> list[Any]:
     """Resolve ``"mm"`` or ``"lstm.input"`` to aten ops, skipping ops this torch lacks."""
     found = []
     for name in names:
@@ -151,57 +152,57 @@ def matmul_macs(a: Shape, b: Shape) -> int:
     return _prod(batch) * left[-2] * left[-1] * right[-1]
 
 
-@register_mac_formula(*_aten("mm", "_int_mm"))
+@register_mac_formula(*aten_ops("mm", "_int_mm"))
 def _mm(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return mm_macs(a, b)
 
 
-@register_mac_formula(*_aten("_scaled_mm", "_scaled_mm_v2"))
+@register_mac_formula(*aten_ops("_scaled_mm", "_scaled_mm_v2"))
 def _scaled_mm(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return mm_macs(a, b)
 
 
-@register_mac_formula(*_aten("addmm", "addmm_", "_addmm_activation"))
+@register_mac_formula(*aten_ops("addmm", "addmm_", "_addmm_activation"))
 def _addmm(bias: Shape, a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return mm_macs(a, b)
 
 
-@register_mac_formula(*_aten("bmm"))
+@register_mac_formula(*aten_ops("bmm"))
 def _bmm(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return int(a[0]) * int(a[1]) * int(a[2]) * int(b[2])
 
 
-@register_mac_formula(*_aten("baddbmm", "baddbmm_", "addbmm", "addbmm_"))
+@register_mac_formula(*aten_ops("baddbmm", "baddbmm_", "addbmm", "addbmm_"))
 def _baddbmm(bias: Shape, a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return _bmm(a, b)
 
 
-@register_mac_formula(*_aten("matmul"))
+@register_mac_formula(*aten_ops("matmul"))
 def _matmul(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return matmul_macs(a, b)
 
 
-@register_mac_formula(*_aten("mv"))
+@register_mac_formula(*aten_ops("mv"))
 def _mv(a: Shape, v: Shape, *_: Any, **__: Any) -> int:
     return int(a[0]) * int(a[1])
 
 
-@register_mac_formula(*_aten("addmv", "addmv_"))
+@register_mac_formula(*aten_ops("addmv", "addmv_"))
 def _addmv(bias: Shape, a: Shape, v: Shape, *_: Any, **__: Any) -> int:
     return int(a[0]) * int(a[1])
 
 
-@register_mac_formula(*_aten("dot", "vdot"))
+@register_mac_formula(*aten_ops("dot", "vdot"))
 def _dot(a: Shape, b: Shape, *_: Any, **__: Any) -> int:
     return int(a[0])
 
 
-@register_mac_formula(*_aten("linear"))
+@register_mac_formula(*aten_ops("linear"))
 def _linear(x: Shape, w: Shape, *_: Any, **__: Any) -> int:
     return _prod(x[:-1]) * _prod(w)
 
 
-@register_mac_formula(*_aten("_weight_int8pack_mm"))
+@register_mac_formula(*aten_ops("_weight_int8pack_mm"))
 def _int8pack_mm(x: Shape, w: Shape, *_: Any, **__: Any) -> int:
     return _prod(x[:-1]) * int(w[0]) * int(x[-1])
 
@@ -225,7 +226,7 @@ def conv_macs(x: Shape, w: Shape, out: Shape, transposed: bool = False) -> int:
     return int(out[0]) * _prod(out[2:]) * _prod(w)
 
 
-@register_mac_formula(*_aten("convolution", "_convolution", "convolution_overrideable"))
+@register_mac_formula(*aten_ops("convolution", "_convolution", "convolution_overrideable"))
 def _convolution(
     x: Shape,
     w: Shape,
@@ -242,7 +243,7 @@ def _convolution(
 
 
 @register_mac_formula(
-    *_aten(
+    *aten_ops(
         "mkldnn_convolution",
         "cudnn_convolution",
         "_slow_conv2d_forward",
@@ -264,7 +265,7 @@ def _direct_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any
 
 
 @register_mac_formula(
-    *_aten(
+    *aten_ops(
         "cudnn_convolution_transpose",
         "slow_conv_transpose2d",
         "slow_conv_transpose3d",
@@ -277,7 +278,7 @@ def _transposed_convolution(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__:
     return conv_macs(x, w, out_shape, transposed=True)
 
 
-@register_mac_formula(*_aten("conv_tbc"))
+@register_mac_formula(*aten_ops("conv_tbc"))
 def _conv_tbc(x: Shape, w: Shape, *_: Any, out_shape: Shape, **__: Any) -> int:
     """Time-batch-channel convolution: weight ``(K, C_in, C_out)``, output ``(T', B, C_out)``."""
     return int(out_shape[0]) * int(out_shape[1]) * _prod(w)
@@ -299,7 +300,7 @@ def trilinear_macs(shapes: Sequence[Shape], expands: Sequence[Sequence[int]]) ->
     return _prod(torch.broadcast_shapes(*padded))  # type: ignore[no-untyped-call]
 
 
-@register_mac_formula(*_aten("_trilinear"))
+@register_mac_formula(*aten_ops("_trilinear"))
 def _trilinear(
     i1: Shape, i2: Shape, i3: Shape, e1: Any, e2: Any, e3: Any, *_: Any, **__: Any
 ) -> int:
@@ -322,7 +323,7 @@ def sdpa_macs(q: Shape, k: Shape, v: Shape) -> int:
 
 
 @register_mac_formula(
-    *_aten(
+    *aten_ops(
         "_scaled_dot_product_flash_attention_for_cpu",
         "_scaled_dot_product_flash_attention",
         "_scaled_dot_product_efficient_attention",
@@ -338,7 +339,7 @@ def _sdpa(q: Shape, k: Shape, v: Shape, *_: Any, **__: Any) -> int:
 
 
 @register_mac_formula(
-    *_aten(
+    *aten_ops(
         "_flash_attention_forward",
         "_flash_attention_forward_no_dropout_inplace",
         "_efficient_attention_forward",
@@ -363,13 +364,13 @@ def _attention_block_macs(q: Shape, k: Shape, v: Shape, embed_dim: int) -> int:
     return projections + 2 * batch * seq_q * seq_k * embed_dim
 
 
-@register_mac_formula(*_aten("_native_multi_head_attention"))
+@register_mac_formula(*aten_ops("_native_multi_head_attention"))
 def _native_mha(q: Shape, k: Shape, v: Shape, embed_dim: int, *_: Any, **__: Any) -> int:
     """The ``nn.MultiheadAttention`` fast path (eval + no_grad)."""
     return _attention_block_macs(q, k, v, int(embed_dim))
 
 
-@register_mac_formula(*_aten("_transformer_encoder_layer_fwd"))
+@register_mac_formula(*aten_ops("_transformer_encoder_layer_fwd"))
 def _encoder_layer(src: Shape, embed_dim: int, num_heads: int, *args: Any, **__: Any) -> int:
     """The ``nn.TransformerEncoderLayer`` fast path: self-attention plus the two FFN linears."""
     ffn_weight_1 = args[11]  # after qkv w/b, proj w/b, use_gelu, norm_first, eps, 4 norm params
@@ -390,24 +391,24 @@ def rnn_macs(tokens: int, params: Sequence[Shape]) -> int:
     return int(tokens) * sum(_prod(p) for p in params if len(p) == 2)
 
 
-@register_mac_formula(*_aten("lstm.input", "gru.input", "rnn_tanh.input", "rnn_relu.input"))
+@register_mac_formula(*aten_ops("lstm.input", "gru.input", "rnn_tanh.input", "rnn_relu.input"))
 def _rnn_input(x: Shape, hx: Any, params: Sequence[Shape], *_: Any, **__: Any) -> int:
     return rnn_macs(_prod(x[:-1]), params)
 
 
-@register_mac_formula(*_aten("lstm.data", "gru.data", "rnn_tanh.data", "rnn_relu.data"))
+@register_mac_formula(*aten_ops("lstm.data", "gru.data", "rnn_tanh.data", "rnn_relu.data"))
 def _rnn_packed(
     data: Shape, batch_sizes: Shape, hx: Any, params: Sequence[Shape], *_: Any, **__: Any
 ) -> int:
     return rnn_macs(int(data[0]), params)
 
 
-@register_mac_formula(*_aten("mkldnn_rnn_layer"))
+@register_mac_formula(*aten_ops("mkldnn_rnn_layer"))
 def _mkldnn_rnn_layer(x: Shape, w_ih: Shape, w_hh: Shape, *_: Any, **__: Any) -> int:
     """One layer and direction of the oneDNN LSTM that CPU ``nn.LSTM`` runs."""
     return rnn_macs(_prod(x[:-1]), [w_ih, w_hh])
 
 
-@register_mac_formula(*_aten("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"))
+@register_mac_formula(*aten_ops("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"))
 def _rnn_cell(x: Shape, hx: Any, w_ih: Shape, w_hh: Shape, *_: Any, **__: Any) -> int:
     return rnn_macs(_prod(x[:-1]), [w_ih, w_hh])

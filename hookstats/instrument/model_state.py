@@ -33,24 +33,44 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["dtype_name", "eval_mode", "model_device", "model_float_dtype", "restored_buffers"]
+__all__ = [
+    "dtype_name",
+    "eval_mode",
+    "model_device",
+    "model_float_dtype",
+    "restored_buffers",
+    "train_mode",
+]
 
 
 @contextmanager
 def eval_mode(model: nn.Module, *, restore_buffers: bool = False) -> Iterator[None]:
     """Eval mode for the duration; every module's own training flag is restored afterwards
     (and, with ``restore_buffers``, every buffer: :func:`restored_buffers`)."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
+    with _training_flags(model, False):
         if restore_buffers:
             with restored_buffers(model):
                 yield
         else:
             yield
+
+
+@contextmanager
+def train_mode(model: nn.Module) -> Iterator[None]:
+    """Training mode for the duration; every module's own flag is restored afterwards."""
+    with _training_flags(model, True):
+        yield
+
+
+@contextmanager
+def _training_flags(model: nn.Module, training: bool) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.train(training)
+        yield
     finally:
-        for module, training in flags:
-            module.training = training
+        for module, flag in flags:
+            module.training = flag
 
 
 @contextmanager

@@ -27,8 +27,8 @@ May import: torch, :mod:`hookstats.errors`, :mod:`hookstats.points`, :mod:`hooks
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -39,6 +39,7 @@ from ..counting import MacCounter
 from ..errors import ForwardError, HookstatsError, InputSpecError, MetaDeviceError
 from ..instrument import CallRecorder, dtype_name, forward_error, model_float_dtype
 from ..instrument.inputs import build_inputs
+from ..instrument.model_state import train_mode
 from ..instrument.placement import (
     ModelLike,
     Placement,
@@ -57,18 +58,6 @@ from .step_recorder import StepRecorder, TrainingCosts
 __all__ = ["LossFn", "profile_training"]
 
 LossFn = Callable[[Any], torch.Tensor]
-
-
-@contextmanager
-def _train_mode(model: nn.Module) -> Iterator[None]:
-    """Training mode for the step; every module's own flag is restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.train()
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _fork_rng(device: torch.device) -> AbstractContextManager[Any]:
@@ -357,7 +346,7 @@ def profile_training(
         torch.inference_mode(False),
         torch.enable_grad(),
         _fork_rng(requested.device),
-        _train_mode(module),
+        train_mode(module),
     ):
         args, call_kwargs = build_inputs(
             module,
