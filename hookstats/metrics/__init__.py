@@ -11,8 +11,9 @@ Modules: :mod:`.registry` (MetricSpec, MetricRegistry, register_metric), :mod:`.
 (Gram/Lanczos singular values), :mod:`.order` (pooled medians), :mod:`.blocks` (blockwise
 float64 sums), :mod:`.parallel` (one matrix per worker thread), :mod:`.weight`,
 :mod:`.spectral` and :mod:`.modular` (the built-in metrics), :mod:`.compute` (compute_metrics),
-:mod:`.moments` (streamed float64 moments) and :mod:`.activation` (activation metrics, the
-category-3 built-ins, ActivationMonitor and activation_stats).
+:mod:`.moments` (streamed float64 moments), :mod:`.outputs` (what a call's outputs are, and
+their moments) and :mod:`.activation` (activation metrics, the category-3 built-ins,
+ActivationMonitor and activation_stats).
 
 May import: torch, numpy, pandas, :mod:`hookstats.errors`, :mod:`hookstats.points` and
 :mod:`hookstats.instrument` (model state; the tensor walker for activation metrics).

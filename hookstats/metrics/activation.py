@@ -1,32 +1,28 @@
 """Activation metrics (category 3): statistics of what flows out of each hook point, streamed
 over every forward call, and :class:`ActivationMonitor`, the one owner of their hooks.
 
-What is measured: a hook point's **outputs** are every floating-point tensor in what its
-module returns (tuples, dicts, dataclasses and ``ModelOutput`` walked by
-:func:`hookstats.instrument.tensors.flatten`; a tensor returned twice counts once; integer,
-bool, complex, sparse and nested tensors are left out), all elements of all calls pooled: a
-shared module called twice per forward contributes both calls. Each call is reduced at once to
-eight float64 numbers (:mod:`hookstats.metrics.moments`); no output tensor is kept and the hook
-never waits for the device. The built-in metrics (``x`` = every output element seen):
+A hook point's **outputs** are every floating-point tensor its module returns (walked by
+:func:`hookstats.instrument.tensors.flatten`: tuples, dicts, ``ModelOutput``; a tensor returned
+twice counts once; integer, bool, complex, sparse, nested, meta and fake tensors are left out),
+all elements of all calls pooled. Each call is reduced at once to eight float64 numbers
+(:mod:`hookstats.metrics.moments`); no output tensor is kept and the hook never waits for the
+device. The built-ins (``x`` = every output element seen):
 
-* ``act_mean``      = mean(x)
-* ``act_std``       = sqrt(mean((x - mean)**2))   (population, no Bessel correction)
-* ``act_rms``       = sqrt(mean(x**2))
-* ``act_absmax``    = max(|x|)
+* ``act_mean`` = mean(x); ``act_rms`` = sqrt(mean(x**2)); ``act_absmax`` = max(|x|)
+* ``act_std`` = sqrt(mean((x - mean)**2))   (population, no Bessel correction)
 * ``act_zero_frac`` = count(x == 0) / count(x)    (dead units after ReLU-like layers)
-* ``act_kurtosis``  = mean((x - mean)**4) / mean((x - mean)**2)**2 - 3   (excess kurtosis: 0
+* ``act_kurtosis`` = mean((x - mean)**4) / mean((x - mean)**2)**2 - 3   (excess kurtosis: 0
   for a Gaussian, large for outlier features; undefined for constant outputs)
 
-A metric is undefined (NaN with a note) where the hook point produced no floating-point output,
-or a NaN/Inf. Plugins register with ``category="activation"`` and read an
-:class:`ActivationContext`.
+A metric is NaN with a note where the hook point produced no floating-point output, or a
+NaN/Inf. Plugins register with ``category="activation"`` and read an :class:`ActivationContext`.
 
-Use :func:`activation_stats` for one forward, or :class:`ActivationMonitor` around your own
-forwards (training steps, ``generate``, several batches). Nothing the model owns is changed:
-the monitor adds forward hooks to the selected modules only and removes every one on exit, also
-when a forward raises; statistics are computed on detached tensors under ``no_grad``, so no
-autograd graph is kept or extended. Every call counts, also a forward that activation
-checkpointing re-runs during backward.
+Use :func:`activation_stats` for one forward, :class:`ActivationMonitor` around your own
+forwards, or ``hs.track(model, points, metrics=["act_rms"])`` (its hooks reduce each call with
+:func:`output_moments` and hand completed forwards to :meth:`ActivationMonitor.add`). The
+monitor's hooks are removed on exit, also when a forward raises; statistics are computed on
+detached tensors under ``no_grad``, so no autograd graph is kept or extended. Every call counts,
+also a forward that activation checkpointing re-runs during backward.
 
 May import: torch, pandas, :mod:`hookstats.points`, :mod:`hookstats.errors`, and from
 :mod:`hookstats.instrument` the tensor walker and model state.
@@ -45,7 +41,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import pandas as pd
@@ -55,11 +50,11 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import ForwardError, MetricError
 from ..instrument.model_state import eval_mode
-from ..instrument.tensors import flatten
 from ..points import PointSpec, select_points
 from .compute import MetricNames
 from .context import MetricUndefined
-from .moments import MomentAccumulator, Moments
+from .moments import MEASURES, MomentAccumulator, Moments, read_parts
+from .outputs import output_moments, output_tensors
 from .registry import ACTIVATION, MetricSpec, evaluate, metric_registry, register_metric
 
 __all__ = [
@@ -72,6 +67,7 @@ __all__ = [
     "act_std",
     "act_zero_frac",
     "activation_stats",
+    "output_moments",
     "output_tensors",
 ]
 
@@ -110,6 +106,11 @@ class ActivationContext:
             raise MetricUndefined("non-finite values (NaN/Inf) in the outputs")
         return m
 
+    def _measured(self, value: float | None, what: str) -> float:
+        if value is None or value != value:  # a part leaves out what no metric asked for
+            raise MetricUndefined(f"{what} not measured: no metric of this run needs it")
+        return value
+
     @property
     def count(self) -> int:
         """Output elements seen."""
@@ -131,27 +132,27 @@ class ActivationContext:
         sums = {2: m.m2, 3: m.m3, 4: m.m4}
         if order not in sums:
             raise ValueError(f"order must be 2, 3 or 4, got {order!r}")
-        return sums[order] / m.count
+        return self._measured(sums[order], f"m{order}") / m.count
 
     @property
     def min(self) -> float:
         """Smallest output element."""
-        return self._checked().min
+        return self._measured(self._checked().min, "min")
 
     @property
     def max(self) -> float:
         """Largest output element."""
-        return self._checked().max
+        return self._measured(self._checked().max, "max")
 
     @property
     def absmax(self) -> float:
         """Largest absolute output element."""
-        return self._checked().absmax
+        return self._measured(self._checked().absmax, "absmax")
 
     @property
     def zeros(self) -> int:
         """Output elements equal to zero."""
-        return self._checked().zeros
+        return int(self._measured(self._checked().zeros, "zeros"))
 
     def __repr__(self) -> str:
         return f"ActivationContext(point={self.point!r}, calls={self.calls}, {self.moments})"
@@ -199,30 +200,28 @@ def act_kurtosis(ctx: ActivationContext) -> float:
     return ctx.central_moment(4) / (m2 * m2) - 3.0
 
 
-# --- the hook owner --------------------------------------------------------------------------
+_MEASURES: dict[Any, tuple[str, ...]] = {
+    act_mean: (),
+    act_std: (),
+    act_rms: (),
+    act_absmax: ("range",),
+    act_zero_frac: ("zeros",),
+    act_kurtosis: ("m4",),
+}
 
 
-def output_tensors(output: Any) -> list[torch.Tensor]:
-    """The floating-point tensors of a module's output that activation metrics measure: each
-    once, walked by the one walker, strided real floating-point tensors with values only.
+def measures_for(specs: list[MetricSpec]) -> frozenset[str]:
+    """What the parts must measure (:data:`~hookstats.metrics.moments.MEASURES`) for
+    ``specs``: a built-in's own needs (``act_rms``: none beyond count, mean, m2), all for a
+    plugin.
 
-    Example:
-        >>> out = (torch.ones(2), {"ids": torch.zeros(2, dtype=torch.long)}, torch.ones(1))
-        >>> [t.shape for t in output_tensors(out)]
-        [torch.Size([2]), torch.Size([1])]
+    >>> sorted(measures_for([metric_registry.get("act_rms"), metric_registry.get("act_absmax")]))
+    ['range']
     """
-    leaves: list[Any] = []
-    flatten(output, leaves)
-    found: dict[int, torch.Tensor] = {}
-    for t in leaves:
-        if (
-            t.is_floating_point()
-            and t.layout == torch.strided
-            and not t.is_nested
-            and t.device.type != "meta"
-        ):
-            found.setdefault(id(t), t)
-    return list(found.values())
+    return frozenset(group for spec in specs for group in _MEASURES.get(spec.fn, MEASURES))
+
+
+# --- the hook owner --------------------------------------------------------------------------
 
 
 class ActivationMonitor:
@@ -255,6 +254,7 @@ class ActivationMonitor:
         if not isinstance(model, nn.Module):
             raise MetricError(f"ActivationMonitor needs an nn.Module, got {type(model).__name__}.")
         self.specs: list[MetricSpec] = metric_registry.resolve(metrics, categories=[ACTIVATION])
+        self.measure = measures_for(self.specs)
         self.points = select_points(model, points)
         self._accumulators = {p.name: MomentAccumulator() for p in self.points}
         self._calls = dict.fromkeys(self._accumulators, 0)
@@ -287,36 +287,34 @@ class ActivationMonitor:
         self.attach()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.remove()
 
     def _hook(self, name: str) -> Any:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            self.observe(name, output)
-
-        return hook
+        return lambda module, args, output: self.observe(name, output)
 
     def observe(self, point: str, output: Any) -> None:
         """Fold one call's output into ``point``'s statistics (what the hooks call; a caller
-        that owns its own hooks, such as a tracker, calls it directly)."""
+        that owns its own hooks calls it directly)."""
+        self.add(point, output_moments(output, self.measure))
+
+    def add(self, point: str, parts: list[torch.Tensor]) -> None:
+        """Count one call of ``point`` whose outputs were reduced to ``parts`` by
+        :func:`output_moments` (a tracker reduces them in its hooks and adds them when the
+        forward completes)."""
         with self._lock:
             self._calls[point] += 1
         accumulator = self._accumulators[point]
-        with torch.no_grad():
-            for tensor in output_tensors(output):
-                accumulator.add(tensor.detach())
+        for part in parts:
+            accumulator.add_part(part)
 
     def calls(self, point: str) -> int:
         """How many times ``point`` ran while the monitor was attached."""
         return self._calls[point]
 
     def moments(self, point: str) -> Moments:
-        """The pooled statistics of ``point``'s outputs so far (one read from the device)."""
+        """The pooled statistics of ``point``'s outputs so far (one read from the device);
+        what none of the monitor's metrics needs is not measured (NaN, ``zeros`` None)."""
         return self._accumulators[point].result()
 
     def reset(self) -> None:
@@ -326,13 +324,22 @@ class ActivationMonitor:
         with self._lock:
             self._calls = dict.fromkeys(self._calls, 0)
 
+    def snapshot(self) -> dict[str, tuple[int, Moments]]:
+        """``{point: (calls, moments)}`` so far, read with one transfer per device; safe from
+        another thread while forwards go on (they never wait for it)."""
+        names = list(self._accumulators)
+        parts = [self._accumulators[name].part() for name in names]
+        with self._lock:
+            calls = dict(self._calls)
+        return {n: (calls[n], m) for n, m in zip(names, read_parts(parts), strict=True)}
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows ``hook_point, metric, value, note``: each selected point, each metric, in
         selection order (the columns of :func:`hookstats.compute_metrics`)."""
         rows: list[tuple[str, str, float, str]] = []
-        for point in self.points:
-            ctx = ActivationContext(point.name, self._calls[point.name], self.moments(point.name))
-            rows.extend((point.name, spec.name, *evaluate(spec, ctx)) for spec in self.specs)
+        for name, (calls, moments) in self.snapshot().items():
+            ctx = ActivationContext(name, calls, moments)
+            rows.extend((name, spec.name, *evaluate(spec, ctx)) for spec in self.specs)
         frame: pd.DataFrame = pd.DataFrame(rows, columns=COLUMNS)
         frame["value"] = frame["value"].astype("float64")
         return frame

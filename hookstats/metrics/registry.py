@@ -188,8 +188,9 @@ def _wrong_category(spec: MetricSpec, allowed: list[int]) -> MetricError:
         return MetricError(
             f"metric {spec.name!r} is an activation metric (category 3): it is computed from the "
             "outputs each hook point produces during forwards, not from weights. Use "
-            f"hs.activation_stats(model, points, [{spec.name!r}], inputs=...) or "
-            "hs.ActivationMonitor, or leave it out of metrics=."
+            f"hs.activation_stats(model, points, [{spec.name!r}], inputs=...), "
+            f"hs.ActivationMonitor, or hs.track(model, points, metrics=[{spec.name!r}]) around "
+            "your forwards; or leave it out of metrics=."
         )
     wanted = " or ".join(f"{n} ({CATEGORY_NAMES[n]})" for n in allowed)
     return MetricError(

@@ -1,6 +1,6 @@
 """The options of :func:`hookstats.track` checked when the block is set up, not after the
-inference: table order, rows, CUDA timing, the console, on/off flags, and weight metrics that
-need no task.
+inference: table order, rows, CUDA timing, the console, on/off flags, and ``metrics=`` split
+into weight metrics (computed on exit; none may need a task) and activation metrics (streamed).
 
 May import: rich, :mod:`hookstats.errors`, :mod:`hookstats.metrics` and the tracking table.
 """
@@ -13,6 +13,7 @@ from rich.console import Console
 
 from ..errors import TrackError
 from ..metrics import MetricNames, metric_registry
+from ..metrics.registry import ACTIVATION, TASK, WEIGHTS
 from .table import SORT_KEYS
 
 __all__ = ["CudaTiming", "SortKey", "check_metrics", "check_options"]
@@ -21,19 +22,25 @@ SortKey = Literal["latency", "self_time", "total_time", "macs"] | None
 CudaTiming = Literal["sync", "events"]
 
 
-def check_metrics(metrics: MetricNames) -> None:
-    """Unknown metric names (and metrics that need a task) fail when the block is set up.
+def check_metrics(metrics: MetricNames) -> tuple[list[str], list[str]]:
+    """``metrics=`` as ``(weight metrics, activation metrics)``, each in the order given.
+    Unknown names and metrics that need a task fail when the block is set up.
 
-    >>> check_metrics(None)
+    >>> check_metrics(["act_rms", "l2"]), check_metrics(None)
+    ((['l2'], ['act_rms']), ([], []))
     """
     if metrics is None:
-        return
-    needs_task = [spec.name for spec in metric_registry.resolve(metrics) if spec.category == 2]
+        return [], []
+    specs = metric_registry.resolve(metrics, categories=(WEIGHTS, TASK, ACTIVATION))
+    needs_task = [spec.name for spec in specs if spec.category == TASK]
     if needs_task:
         raise TrackError(
-            f"track(metrics=) computes weight metrics; {', '.join(needs_task)} need(s) a task: "
-            "call hs.compute_metrics(model, points, metrics, task=...) after the block instead."
+            f"track(metrics=) computes weight and activation metrics; {', '.join(needs_task)} "
+            "need(s) a task: call hs.compute_metrics(model, points, metrics, task=...) after "
+            "the block instead."
         )
+    weights = [spec.name for spec in specs if spec.category == WEIGHTS]
+    return weights, [spec.name for spec in specs if spec.category == ACTIVATION]
 
 
 def check_options(

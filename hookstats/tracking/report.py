@@ -83,7 +83,8 @@ class TrackReport:
             op's ``bound_macs`` bounds what it did when a formula can).
         unattributed_macs: MACs of ops that ran outside every tracked hook point (the
             ``(outside hook points)`` row when the model itself is not tracked).
-        metrics: long frame ``hook_point, metric, value, note`` from ``metrics=``, or None.
+        metrics: long frame ``hook_point, metric, value, note`` from ``metrics=``, or None:
+            weight metrics (computed on exit), then activation metrics (their values so far).
         counted_forwards: forwards run under the MAC counter (new work signatures, models
             that read tensor values, and the check forwards 32, 64, 128, ... of each family).
         predicted_forwards: forwards with a new signature whose costs came from a cost model
@@ -137,7 +138,8 @@ class TrackReport:
         sums over the block, ``latency_ms`` is the summed latency (NaN with ``timing=False``),
         ``mean_latency_ms`` the latency per call and ``self_latency_ms`` the summed self time
         (latency less that of the nested tracked points' calls) -- then one column per metric
-        of ``metrics=`` (prefixed ``metric_`` if the name clashes with a column above). When
+        of ``metrics=``, weight metrics then activation metrics, each in the order given
+        (prefixed ``metric_`` if the name clashes with a column above). When
         the model itself is not tracked, a last row ``(outside hook points)``
         (:data:`~hookstats.counting.OUTSIDE_POINTS`) holds the MACs of the work outside every
         tracked point, so ``macs`` sums to the model's total.
@@ -179,9 +181,9 @@ class TrackReport:
     def _with_metrics(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.metrics is None or self.metrics.empty:
             return frame
-        wide = self.metrics.pivot_table(
-            index="hook_point", columns="metric", values="value", aggfunc="first"
-        )
+        long = self.metrics.drop_duplicates(["hook_point", "metric"])
+        wide = long.pivot(index="hook_point", columns="metric", values="value")
+        wide = wide.reindex(columns=list(dict.fromkeys(long["metric"])))  # the order given
         wide.columns = [f"metric_{c}" if c in TRACK_COLUMNS else str(c) for c in wide.columns]
         return frame.merge(wide, how="left", left_on="hook_point", right_index=True)
 

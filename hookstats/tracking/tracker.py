@@ -28,7 +28,8 @@ counter leaves the dispatch stack and tracking goes on. Every hook is removed wh
 exits. Only calls made through ``model(...)`` are tracked. The model is not put in eval mode or
 under no_grad. A ``torch.compile`` wrapper is hooked on the outside only
 (:mod:`hookstats.tracking.compiled`); a TorchScript module is refused. Uncounted ops are
-warned about once per block, on exit, at the ``with`` statement.
+warned about once per block, on exit, at the ``with`` statement. Activation metrics stream
+through hooks of their own, for the whole block (:mod:`hookstats.tracking.activations`).
 
 May import: :mod:`hookstats.counting`, :mod:`hookstats.instrument`, :mod:`hookstats.metrics`,
 :mod:`hookstats.points`, :mod:`hookstats.errors` and the :mod:`hookstats.tracking` siblings.
@@ -64,6 +65,7 @@ from ..instrument.uncounted import warn_uncounted
 from ..metrics import MetricNames, compute_metrics
 from ..points import PointSpec, select_points
 from .accounting import RECORD, STEADY, ReportContext, TrackAccounts
+from .activations import TrackedActivations, metric_frame
 from .compiled import ShadowCounter, unwrap_compiled
 from .cost_cache import Pending
 from .cuda_timing import CudaEventTimer, add_sync_hooks, warm_up_dispatch
@@ -99,15 +101,20 @@ class Tracker:
         cuda_timing: CudaTiming = "sync",
     ) -> None:
         check_options(sort_by, top, cuda_timing, console, live=live, timing=timing)
-        check_metrics(metrics)
+        weights, activations = check_metrics(metrics)
         select_points(model, points)  # rejects a non-module and a bad selection first
         eager, compiled = unwrap_compiled(model)
         selected = select_points(eager, points)
         self._hook_root, self._model, self._points = model, eager, selected
-        self._points_spec, self._metrics = points, metrics
+        self._points_spec, self._weight_metrics = points, weights
         infos, sizes = point_infos(selected, None)
         device = model_device(eager)
         self._root_name = next((p.name for p in selected if p.module is eager), None)
+        self._activations: TrackedActivations | None = None
+        if activations:
+            self._activations = TrackedActivations(
+                eager, model, points, activations, root_name=self._root_name, compiled=compiled
+            )
         inner = [p for p in selected if p.module is not eager]
         self._context = ReportContext(
             infos,
@@ -134,7 +141,7 @@ class Tracker:
         self._handles: list[RemovableHandle] = []
         self._local = threading.local()
         self._attach_lock = threading.Lock()
-        self._attached = 0
+        self._attached = self._threads = 0
         self._started = self._stopped = 0.0
         self._state = "new"
         self._metric_frame: pd.DataFrame | None = None
@@ -177,8 +184,11 @@ class Tracker:
                     self._events.discard_open()
                     self._events.resolve(self._accounts.stats, wait=True)
                 self._stopped = time.perf_counter()
-            if exc is None and self._metrics is not None:
-                self._metric_frame = compute_metrics(self._model, self._points_spec, self._metrics)
+            if self._activations is not None:
+                self._activations.freeze()
+            if exc is None and self._weight_metrics:
+                weights = self._weight_metrics
+                self._metric_frame = compute_metrics(self._model, self._points_spec, weights)
         finally:
             _ACTIVE.discard(self._model)
             self._state = "done"
@@ -194,6 +204,8 @@ class Tracker:
             self._handles.extend(add_sync_hooks(self._inner_modules))
         if self._events is not None:
             self._handles.extend(self._events.add_hooks(self._points))
+        if self._activations is not None:
+            self._handles.extend(self._activations.add_hooks(lambda: thread_state(self._local)))
         self._handles.append(
             root.register_forward_pre_hook(self._root_pre, with_kwargs=True, prepend=True)
         )
@@ -210,21 +222,27 @@ class Tracker:
         self._attached = 0
 
     def _attach(self) -> None:
-        """Hooks on the tracked modules while any thread counts (reference-counted)."""
+        """Hooks on the tracked modules while any thread counts (reference-counted). Once a
+        second thread has run a forward they stay until exit: removing a hook while another
+        thread runs that module's hooks breaks its call (PyTorch reads the hooks unlocked)."""
         with self._attach_lock:
-            if self._attached == 0 and not self._permanent and self._state == "active":
+            if not self._recorder.attached and self._state == "active":
                 self._recorder.attach()
             self._attached += 1
 
     def _detach(self) -> None:
         with self._attach_lock:
             self._attached = max(self._attached - 1, 0)
-            if self._attached == 0 and not self._permanent:
+            if self._attached == 0 and not self._permanent and self._threads < 2:
                 self._recorder.remove()
 
     # --- one forward ------------------------------------------------------------------------
 
     def _root_pre(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        if not getattr(self._local, "seen", False):  # this thread's first forward
+            self._local.seen = True
+            with self._attach_lock:
+                self._threads += 1
         state = thread_state(self._local)
         if state.is_stale():
             self._abandon(state)
@@ -279,6 +297,8 @@ class Tracker:
         if self._sync:
             torch.cuda.synchronize()
         elapsed = perf_counter() - pending.started
+        if self._activations is not None:
+            self._activations.commit(state)
         if pending.mode == STEADY:
             with self._accounts.lock:
                 self._accounts.add_steady(pending, elapsed)
@@ -364,7 +384,8 @@ class Tracker:
         """A snapshot of everything recorded so far (safe to take from another thread)."""
         end = self._stopped if self._state == "done" else time.perf_counter()
         wall_s = end - self._started if self._started else 0.0
-        return self._accounts.snapshot(self._context, wall_s, self._metric_frame)
+        metrics = metric_frame(self._metric_frame, self._activations)
+        return self._accounts.snapshot(self._context, wall_s, metrics)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per tracked hook point; see :meth:`TrackReport.to_frame`."""
@@ -426,8 +447,10 @@ def track(
             eval mode); a ``torch.compile(model)`` wrapper works too.
         points: which modules to track (glob, class, list, predicate); default all. Work
             outside them is the ``(outside hook points)`` row.
-        metrics: weight metrics computed once on exit for the tracked points and added as
-            columns, e.g. ``["l1"]`` (see ``hookstats.compute_metrics``); default none.
+        metrics: metrics added as columns, e.g. ``["l1", "act_rms"]``; default none. Weight
+            metrics (``hookstats.compute_metrics``) are computed once on exit; activation
+            metrics (``act_mean``, ``act_rms``, ... category ``"activation"``) are streamed
+            from every tracked call's outputs, and shown live.
         live: show a live table (refreshed at most 4 times a second from a snapshot) while the
             block runs; when the console is not a terminal or Jupyter, print a final table.
         timing: measure per-hook-point latency and self time (pre-hook to post-hook). Off, a
