@@ -5,7 +5,7 @@ that fit the console by dropping whole columns (:mod:`.layout`), and HTML for no
 May import: rich, :mod:`hookstats.units`, :mod:`hookstats.points`.
 """
 
-from .html import mimebundle, to_html, to_text
+from .html import NotebookDisplay, mimebundle, to_html, to_text
 from .layout import Column, FittedTable, Grid
 from .tree import Node, auto_depth, build_tree, count_rows, max_level, walk
 
@@ -14,6 +14,7 @@ __all__ = [
     "FittedTable",
     "Grid",
     "Node",
+    "NotebookDisplay",
     "auto_depth",
     "build_tree",
     "count_rows",

@@ -2,8 +2,9 @@
 ``_repr_mimebundle_``, rendered by rich at a fixed width with inline styles.
 
 ``Report``, ``TrackReport``, ``Tracker``, ``HardwareSummary``, ``SweepSummary`` and the tables
-they return call :func:`mimebundle` from their ``_repr_mimebundle_``/``_repr_html_``, so a bare
-``report`` at the end of a cell shows the table instead of a dataclass repr. The HTML is a
+they return inherit :class:`NotebookDisplay`, whose ``_repr_mimebundle_``/``_repr_html_`` render
+what rich prints for them (``__rich__``), so a bare ``report`` at the end of a cell shows the
+table instead of a dataclass repr. The HTML is a
 ``<pre>`` block that scrolls sideways when the notebook is narrower than the table.
 
 May import: rich.
@@ -24,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["NOTEBOOK_WIDTH", "mimebundle", "to_html", "to_text"]
+__all__ = ["NOTEBOOK_WIDTH", "NotebookDisplay", "mimebundle", "to_html", "to_text"]
 
 NOTEBOOK_WIDTH = 120
 """Columns a table is laid out for in a notebook (wider tables scroll)."""
@@ -66,3 +67,14 @@ def to_html(renderable: Any, width: int = NOTEBOOK_WIDTH) -> str:
 def mimebundle(renderable: Any, width: int = NOTEBOOK_WIDTH) -> dict[str, str]:
     """``{"text/html": ..., "text/plain": ...}`` for ``_repr_mimebundle_``."""
     return {"text/html": to_html(renderable, width), "text/plain": to_text(renderable, width)}
+
+
+class NotebookDisplay:
+    """Mixin for an object rich can print (``__rich__`` or ``__rich_console__``): Jupyter shows
+    it as that rendering, in HTML with a plain-text fallback."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return mimebundle(self)
+
+    def _repr_html_(self) -> str:
+        return to_html(self)

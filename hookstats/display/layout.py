@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from rich import box
 from rich.cells import cell_len
@@ -39,6 +39,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+from .html import NotebookDisplay
 
 __all__ = ["SHRINK_MIN", "Cell", "Column", "FittedTable", "Grid", "layout_notes"]
 
@@ -187,7 +189,7 @@ def _cut(cell: Cell, column: Column, width: int) -> Cell:
     return f"…{tail}"
 
 
-class FittedTable:
+class FittedTable(NotebookDisplay):
     """A rich renderable: the :class:`Grid` as a table that fits the width it is rendered at,
     with its notes below. In Jupyter it displays as HTML (see :mod:`hookstats.display.html`).
 
@@ -231,8 +233,3 @@ class FittedTable:
         widest = _span(natural.values())
         fixed = [_floor(c, natural[c.key]) for c in self.grid.columns if c.drop is None]
         return Measurement(min(_span(fixed), widest), widest).clamp(max_width=options.max_width)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .html import mimebundle
-
-        return mimebundle(self)

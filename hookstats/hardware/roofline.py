@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..display import NotebookDisplay
 from ..errors import InputSpecError
 from ..points import innermost_flags
 from ..profiling import Report
@@ -97,7 +98,7 @@ TOTAL_ROW = "(total)"
 
 
 @dataclass(slots=True)
-class HardwareSummary:
+class HardwareSummary(NotebookDisplay):
     """What :func:`summarize_hardware` returns: per-layer rows and the model total.
 
     Attributes:
@@ -175,16 +176,6 @@ class HardwareSummary:
             columns=columns,
             max_rows=max_rows,
         )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display import mimebundle
-
-        return mimebundle(self.table())
-
-    def _repr_html_(self) -> str:
-        from ..display import to_html
-
-        return to_html(self.table())
 
 
 def _as_frame(data: HardwareSource) -> tuple[pd.DataFrame, str | None, float | None]:

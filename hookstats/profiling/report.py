@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..counting import OUTSIDE_POINTS, UncountedOp
+from ..display import NotebookDisplay
 from ..instrument import CallRecord, ParameterSizes, PointInfo, PointStats, fold_calls
 from ..instrument.totals import model_total
 from ..points import ROOT_NAME
@@ -45,7 +46,7 @@ CALL_COLUMNS = [
 
 
 @dataclass(slots=True)
-class Report:
+class Report(NotebookDisplay):
     """Per-hook-point costs of one forward pass. Made by :func:`hookstats.profile`.
 
     Attributes:
@@ -248,13 +249,3 @@ class Report:
             columns=columns,
             max_rows=max_rows,
         )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display import mimebundle
-
-        return mimebundle(self.table())
-
-    def _repr_html_(self) -> str:
-        from ..display import to_html
-
-        return to_html(self.table())

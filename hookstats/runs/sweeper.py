@@ -52,6 +52,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ..display import NotebookDisplay
 from ..errors import HookstatsError
 from ..metrics import MetricNames
 from ..points import PointSpec
@@ -72,7 +73,7 @@ __all__ = ["SweepSummary", "checkpoint_identity", "display_name", "sweep"]
 
 
 @dataclass(slots=True)
-class SweepSummary:
+class SweepSummary(NotebookDisplay):
     """What a sweep did: checkpoints done now, skipped (already complete), failed.
 
     ``failures`` lists ``(checkpoint, "Error: message")`` for this sweep's failures; the store
@@ -103,16 +104,6 @@ class SweepSummary:
         from .table import sweep_view
 
         return sweep_view(self)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display import mimebundle
-
-        return mimebundle(self)
-
-    def _repr_html_(self) -> str:
-        from ..display import to_html
-
-        return to_html(self)
 
 
 class _Recorder:

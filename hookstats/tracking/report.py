@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ..counting import OUTSIDE_POINTS, UncountedOp
+from ..display import NotebookDisplay
 from ..instrument import ParameterSizes, PointInfo, PointStats
 from ..instrument.records import OTHER_SHAPES, Shapes
 from ..instrument.totals import model_total
@@ -63,7 +64,7 @@ def _shape_key(shapes: Shapes) -> Any:
 
 
 @dataclass(slots=True)
-class TrackReport:
+class TrackReport(NotebookDisplay):
     """A snapshot of a ``track()`` block. Made by :attr:`hookstats.Tracker.report`.
 
     Attributes:
@@ -271,13 +272,3 @@ class TrackReport:
             collapse=collapse,
             columns=columns,
         )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display import mimebundle
-
-        return mimebundle(self.table())
-
-    def _repr_html_(self) -> str:
-        from ..display import to_html
-
-        return to_html(self.table())

@@ -51,6 +51,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..counting import MacCounter
+from ..display import NotebookDisplay
 from ..errors import TrackError
 from ..instrument import (
     CallRecorder,
@@ -80,7 +81,7 @@ __all__ = ["Tracker", "track"]
 _ACTIVE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
-class Tracker:
+class Tracker(NotebookDisplay):
     """The context manager returned by :func:`track`; see the module docstring.
 
     Read results with :attr:`report` (a snapshot), :meth:`to_frame`, or ``rich.print(tracker)``
@@ -411,16 +412,6 @@ class Tracker:
         if top is not None:
             options["top"] = top
         return self._view.table(**options)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from ..display import mimebundle
-
-        return mimebundle(self.table())
-
-    def _repr_html_(self) -> str:
-        from ..display import to_html
-
-        return to_html(self.table())
 
 
 def track(
