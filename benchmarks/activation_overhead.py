@@ -3,12 +3,14 @@
 For the seed's small CNN and a small transformer (2 blocks, width 128, 64 tokens), at batch 1
 and 32, it times the plain forward and the forward inside ``hs.ActivationMonitor`` with all six
 built-in activation metrics streamed at every module (``points=None``) and at the
-``nn.Linear``/``nn.Conv2d`` modules only. Each configuration runs on its own copy of the model,
-its monitor open for the whole measurement; configurations are interleaved round by round and
-the *fastest* round of each is reported (like ``timeit``): on a shared machine other processes
-only add time. Each monitored forward reduces every output element to float64 moments (about
-ten passes over the output: a float64 copy, the mean, two dot products, min/max, zeros), so
-the overhead grows with the activation volume, not with the model's MACs.
+``nn.Linear``/``nn.Conv2d`` modules only, and ``hs.track(timing=False)`` without and with the
+six metrics (``metrics=[...]``, streamed at every tracked module). Each configuration runs on
+its own copy of the model, its monitor or tracker open for the whole measurement; configurations
+are interleaved round by round and the *fastest* round of each is reported (like ``timeit``): on
+a shared machine other processes only add time. Each monitored forward reduces every output
+element to float64 moments (about ten passes over the output: a float64 copy, the mean, two dot
+products, min/max, zeros), so the overhead grows with the activation volume, not with the
+model's MACs.
 
 Run:  python benchmarks/activation_overhead.py [--rounds 10] [--forwards 60] [--threads N]
 """
@@ -33,7 +35,15 @@ import hookstats as hs
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from models import SmallCNN, TinyTransformer
 
-CONFIGS = ("plain", "every module", "Linear/Conv2d only")
+CONFIGS = ("plain", "every module", "Linear/Conv2d only", "track", "track + metrics")
+ACTIVATION_METRICS = [
+    "act_mean",
+    "act_std",
+    "act_rms",
+    "act_absmax",
+    "act_zero_frac",
+    "act_kurtosis",
+]
 
 
 def _cases() -> list[tuple[str, nn.Module, Callable[[int], torch.Tensor]]]:
@@ -59,6 +69,8 @@ def _measure(model: nn.Module, x: torch.Tensor, rounds: int, forwards: int) -> d
         stack.enter_context(hs.ActivationMonitor(models[CONFIGS[1]]))
         weighted = lambda name, module: isinstance(module, nn.Linear | nn.Conv2d)  # noqa: E731
         stack.enter_context(hs.ActivationMonitor(models[CONFIGS[2]], weighted))
+        stack.enter_context(hs.track(models[CONFIGS[3]], timing=False))
+        stack.enter_context(hs.track(models[CONFIGS[4]], metrics=ACTIVATION_METRICS, timing=False))
         for config in CONFIGS:
             _per_forward(models[config], x, 3)
         for _ in range(rounds):
