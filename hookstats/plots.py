@@ -12,7 +12,8 @@ Example:
     >>> plot_layer_costs(report, "outputs/layer_costs.png")  # doctest: +SKIP
     PosixPath('outputs/layer_costs.png')
 
-May import: pandas, :mod:`hookstats.errors`, :mod:`hookstats.profiling` (matplotlib lazily).
+May import: pandas, :mod:`hookstats.errors`, :mod:`hookstats.counting` (a name),
+:mod:`hookstats.display`, :mod:`hookstats.profiling` (matplotlib lazily).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .counting import OUTSIDE_POINTS
+from .display import build_tree, walk
 from .errors import HookstatsError
+from .profiling.table import signature
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,20 +72,14 @@ def _save(figure: Figure, path: str | PathLike[str]) -> Path:
     return path
 
 
-def _cost_table(source: Report | pd.DataFrame) -> pd.DataFrame:
-    """Rows ``layer, activation_bytes, macs`` from a Report or a seed/report/profile frame."""
+def _cost_table(source: Report | pd.DataFrame, collapse: bool = True) -> pd.DataFrame:
+    """Rows ``layer, activation_bytes, macs`` from a Report or a seed/report/profile frame;
+    a report's leaves that ran, repeated blocks collapsed as in its table (summed)."""
     frame = source if isinstance(source, pd.DataFrame) else source.to_frame()
     if {"layer", "activation_bytes", "macs"} <= set(frame.columns):
         return frame[["layer", "activation_bytes", "macs"]]
     if {"hook_point", "activation_bytes", "self_macs"} <= set(frame.columns):
-        ran = frame[(frame["calls"] > 0) & frame["is_leaf"].astype(bool)]
-        return pd.DataFrame(
-            {
-                "layer": ran["hook_point"],
-                "activation_bytes": ran["activation_bytes"],
-                "macs": ran["self_macs"],
-            }
-        )
+        return _leaf_costs(frame, collapse)
     raise HookstatsError(
         "layer costs need a Report, estimate_layerwise_stats()'s frame (layer, "
         "activation_bytes, macs) or Report.to_frame(); got columns "
@@ -89,13 +87,43 @@ def _cost_table(source: Report | pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def layer_costs_figure(source: Report | pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Two bar charts per layer: activation memory (MiB) and MACs (millions).
+def _leaf_costs(frame: pd.DataFrame, collapse: bool) -> pd.DataFrame:
+    """One bar per hook point that ran with no selected point below it (and the work outside
+    every selected point), and one ``<point> (own ops)`` for a container whose own code does
+    MAC work (attention's matmuls), so the bars add up to the model's MACs. With
+    ``collapse``, repeated blocks (``h.0–11 ×12``) give one bar per kind of leaf,
+    ``h.0–11.attn.c_attn ×12``, with the members' costs summed (the tree of
+    :mod:`hookstats.display.tree`, as in the report's table)."""
+    roots = build_tree(frame.to_dict("records"), signature=signature, collapse=collapse)
+    layers: list[dict[str, Any]] = []
+    for node, _ in walk(roots):
+        rows = [r for r in node.rows if r["calls"] > 0 or r["hook_point"] == OUTSIDE_POINTS]
+        own_macs = sum(int(r["self_macs"]) for r in rows)
+        if not rows or (node.children and not own_macs):
+            continue
+        suffix = f" ×{node.count}" if node.count > 1 else ""
+        outputs = sum(int(r["activation_bytes"]) for r in rows)
+        layers.append(
+            {
+                "layer": node.path + (" (own ops)" if node.children else "") + suffix,
+                "activation_bytes": 0 if node.children else outputs,
+                "macs": own_macs,
+            }
+        )
+    return pd.DataFrame(layers, columns=["layer", "activation_bytes", "macs"])
+
+
+def layer_costs_figure(
+    source: Report | pd.DataFrame, *, title: str | None = None, collapse: bool = True
+) -> Figure:
+    """Two bar charts per layer: activation memory (MiB) and MACs (millions). From a report,
+    repeated blocks are collapsed as in its table (one bar ``h.0–11.mlp.fc ×12`` with the
+    twelve layers' costs summed) unless ``collapse=False``.
 
     Example:
         >>> fig = layer_costs_figure(hs.estimate_layerwise_stats(model, 32))  # doctest: +SKIP
     """
-    table = _cost_table(source)
+    table = _cost_table(source, collapse)
     figure = _new_figure(9, 2.2 + 0.28 * len(table))
     memory, macs = figure.subplots(1, 2, sharey=True)
     labels = [str(layer) for layer in table["layer"]]
@@ -109,7 +137,11 @@ def layer_costs_figure(source: Report | pd.DataFrame, *, title: str | None = Non
 
 
 def plot_layer_costs(
-    source: Report | pd.DataFrame, path: str | PathLike[str], *, title: str | None = None
+    source: Report | pd.DataFrame,
+    path: str | PathLike[str],
+    *,
+    title: str | None = None,
+    collapse: bool = True,
 ) -> Path:
     """Write :func:`layer_costs_figure` (the seed pipeline's memory and MAC plots) to ``path``.
 
@@ -117,7 +149,7 @@ def plot_layer_costs(
         >>> report = hs.profile(model, input_shape=(1, 28, 28))  # doctest: +SKIP
         >>> plot_layer_costs(report, "costs.svg")  # doctest: +SKIP
     """
-    return _save(layer_costs_figure(source, title=title), path)
+    return _save(layer_costs_figure(source, title=title, collapse=collapse), path)
 
 
 def _select(

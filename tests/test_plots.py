@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pandas as pd
 import pytest
+import torch
 
 pytest.importorskip("matplotlib", reason="plots need the [plot] extra (matplotlib)")
 
@@ -115,3 +116,43 @@ def test_without_matplotlib(report, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(HookstatsError, match=r"pip install hookstats\[plot\]"):
         plot_layer_costs(report, tmp_path / "costs.png")
+
+
+def test_layer_costs_collapse_repeated_blocks_as_the_table_does():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=50, n_positions=16)
+    model = transformers.GPT2LMHeadModel(config)
+    report = hs.profile(model, inputs=torch.zeros(1, 8, dtype=torch.long))
+    frame = report.to_frame()
+    leaves = frame[frame["is_leaf"] & (frame["calls"] > 0)]
+    memory, macs = layer_costs_figure(report).axes
+    labels = [t.get_text() for t in memory.get_yticklabels()]
+    # wte, wpe, drop, each of the blocks' 9 kinds of leaf once, the attention's own matmuls
+    # once, ln_f, lm_head: 3 + 9 + 1 + 2 = 15 bars instead of 32 leaves + 3 attentions
+    assert len(leaves) == 3 + 3 * 9 + 2
+    assert len(labels) == 15
+    c_attn = labels.index("transformer.h.0–2.attn.c_attn ×3")
+    assert bar_widths(macs)[c_attn] == pytest.approx(3 * 8 * 32 * 96 / 1e6)  # blocks·T·d·3d
+    own = labels.index("transformer.h.0–2.attn (own ops) ×3")
+    assert bar_widths(macs)[own] == pytest.approx(3 * 2 * 8 * 8 * 32 / 1e6)  # QK^T and AV
+    assert bar_widths(memory)[own] == 0
+    # the bars add up to the model's MACs, by hand: per block T·d·(3d + d + 4d + 4d) + 2·T²·d,
+    # and the head T·d·V
+    per_block = 8 * 32 * (3 * 32 + 32 + 4 * 32 + 4 * 32) + 2 * 8 * 8 * 32
+    assert report.total("macs") == 3 * per_block + 8 * 32 * 50
+    assert sum(bar_widths(macs)) == pytest.approx(report.total("macs") / 1e6)
+    flat = [
+        t.get_text() for t in layer_costs_figure(report, collapse=False).axes[0].get_yticklabels()
+    ]
+    assert len(flat) == len(leaves) + 3 and "transformer.h.1.attn (own ops)" in flat
+
+
+def test_layer_costs_of_a_selection_keep_the_work_outside_it():
+    report = hs.profile(SmallCNN(), input_shape=(1, 28, 28), batch_size=32, points="conv*")
+    memory, macs = layer_costs_figure(report).axes
+    labels = [t.get_text() for t in memory.get_yticklabels()]
+    assert labels == ["conv1", "conv2", "(outside hook points)"]
+    widths = bar_widths(macs)
+    assert widths[:2] == pytest.approx([SEED_MACS["conv1"] / 1e6, SEED_MACS["conv2"] / 1e6])
+    assert widths[2] == pytest.approx(SEED_MACS["classifier"] / 1e6)  # the Linear, unselected
+    assert sum(widths) == pytest.approx(report.total("macs") / 1e6)
