@@ -169,19 +169,24 @@ def _interpolate(rows: list[np.ndarray], nodes: list[int], at: int, peak: int) -
     an integer vector."""
     weights, denominator = _weights(nodes, at)
     exact = peak * (sum(abs(w) for w in weights) + denominator) < _INT64_SAFE
-    total = np.zeros_like(rows[0]) if exact else np.zeros(len(rows[0]), dtype=object)
-    for weight, row in zip(weights, rows, strict=True):
-        total = total + weight * (row if exact else row.astype(object))
-    if np.any(total % denominator != 0):
-        return None
-    total = total // denominator
+    if exact:  # int64 cannot overflow: one product of the weights and the stacked rows
+        total = np.asarray(weights, dtype=np.int64) @ np.stack(rows)
+    else:
+        total = np.zeros(len(rows[0]), dtype=object)
+        for weight, row in zip(weights, rows, strict=True):
+            total = total + weight * row.astype(object)
+    if denominator != 1:
+        if np.any(total % denominator != 0):
+            return None
+        total = total // denominator
     return None if np.any(total < 0) else total
 
 
 class _Sample:
-    __slots__ = ("dims", "peak", "template", "values")
+    __slots__ = ("dims", "key", "peak", "template", "values")
 
     def __init__(self, dims: tuple[int, ...], template: Template, values: np.ndarray) -> None:
+        self.key = tuple(int(d) for d in dims)
         self.dims = np.asarray(dims, dtype=np.int64)
         self.template = template
         self.values = values
@@ -202,7 +207,7 @@ class Family:
 
     def __init__(self) -> None:
         self.samples: deque[_Sample] = deque(maxlen=SAMPLES)
-        self._lines: dict[tuple[int, bytes], _Line | None] = {}
+        self._lines: dict[tuple[int, tuple[int, ...]], _Line | None] = {}
         self.forwards = 0  # forwards of this family not counted (steady or predicted)
 
     def add(self, dims: tuple[int, ...], template: Template, values: np.ndarray) -> None:
@@ -215,14 +220,14 @@ class Family:
         if len(self.samples) < 3 or len(dims) != len(self.samples[-1].dims):
             return None
         anchor = self.samples[-1]
-        delta = np.asarray(dims, dtype=np.int64) - anchor.dims
-        step = math.gcd(*(int(d) for d in delta))
+        delta = [d - a for d, a in zip(dims, anchor.key, strict=True)]  # plain ints: cheap
+        step = math.gcd(*delta)
         if step == 0:
             return anchor.template, anchor.values
-        direction = delta // step
-        key = (id(anchor), direction.tobytes())
+        direction = tuple(d // step for d in delta)
+        key = (id(anchor), direction)
         if key not in self._lines:
-            self._lines[key] = self._fit(anchor, direction)
+            self._lines[key] = self._fit(anchor, np.asarray(direction, dtype=np.int64))
         line = self._lines[key]
         if line is None:
             return None
