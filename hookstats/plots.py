@@ -73,8 +73,8 @@ def _save(figure: Figure, path: str | PathLike[str]) -> Path:
 
 
 def _cost_table(source: Report | pd.DataFrame, collapse: bool = True) -> pd.DataFrame:
-    """Rows ``layer, activation_bytes, macs`` from a Report or a seed/report/profile frame;
-    a report's leaves that ran, repeated blocks collapsed as in its table (summed)."""
+    """Rows ``layer, activation_bytes, macs`` from a seed frame as they are, or from a Report
+    or its frame by :func:`_leaf_costs`."""
     frame = source if isinstance(source, pd.DataFrame) else source.to_frame()
     if {"layer", "activation_bytes", "macs"} <= set(frame.columns):
         return frame[["layer", "activation_bytes", "macs"]]
