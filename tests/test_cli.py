@@ -121,6 +121,11 @@ def test_plot_costs_and_memory(capsys, tmp_path):
         capsys, "plot", "costs", CNN, "--input-shape", "32,1,28,28", "-o", tmp_path / "costs.png"
     )
     assert code == 0 and (tmp_path / "costs.png").read_bytes()[:4] == b"\x89PNG"
+    flat = tmp_path / "flat.svg"
+    code, _, _ = run_cli(
+        capsys, "plot", "costs", CNN, "--input-shape", "32,1,28,28", "-o", flat, "--no-collapse"
+    )
+    assert code == 0 and flat.read_text().count("conv2") >= 1
     code, _, _ = run_cli(
         capsys,
         "plot",

@@ -317,7 +317,7 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
         from ..profiling import profile
 
         report = profile(build_from_spec(args.source), **_profile_args(args))
-        path = plots.plot_layer_costs(report, args.output)
+        path = plots.plot_layer_costs(report, args.output, collapse=not args.no_collapse)
     else:
         shape = _input_shape(args)
         sizes = [int(b) for b in parse_shape(args.batch_sizes)]

@@ -265,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--run", help="history: the run")
     plot.add_argument("--metric", help="history: comma-separated metric names")
     plot.add_argument("--batch-sizes", default="1,8,16,32,64", help="memory: batch sizes")
+    plot.add_argument(
+        "--no-collapse",
+        action="store_true",
+        help="costs: a bar per module instead of one per kind of module in repeated blocks",
+    )
     for sub in (prof, met, show):
         sub.add_argument(
             "--max-rows", type=positive_int, default=60, help="rows shown (default 60)"
