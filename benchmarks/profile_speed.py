@@ -37,6 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import hookstats as hs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hf_models import LLAMA_70B
+
 from models import SmallCNN, TinyTransformer
 
 
@@ -176,17 +178,6 @@ def _peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-LLAMA_70B = dict(
-    hidden_size=8192,
-    intermediate_size=28672,
-    num_hidden_layers=80,
-    num_attention_heads=64,
-    num_key_value_heads=8,
-    vocab_size=128256,
-    max_position_embeddings=4096,
-)
 
 
 def llama_70b_child(tokens: int) -> None:

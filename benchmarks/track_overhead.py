@@ -48,7 +48,7 @@ from torch import nn
 import hookstats as hs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from models import SmallCNN, TinyTransformer
+from models import SmallCNN, TinyTransformer, TokenChoiceMoE
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 CONFIGS = ("plain", "timing off", "timing on")
@@ -259,24 +259,6 @@ def generate_suite(rounds: int, clock: Callable[[], float], new_tokens: int) -> 
 # --- mixture of experts ---------------------------------------------------------------------
 
 
-class TokenChoiceMoE(nn.Module):
-    """Top-1 routing to one Linear per expert: the expert calls depend on the routing."""
-
-    def __init__(self, width: int = 256, experts: int = 8) -> None:
-        super().__init__()
-        self.gate = nn.Linear(width, experts)
-        self.experts = nn.ModuleList(nn.Linear(width, width) for _ in range(experts))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        choice = self.gate(x).argmax(-1)
-        out = torch.zeros_like(x)
-        for index, expert in enumerate(self.experts):
-            tokens = (choice == index).nonzero().flatten()
-            if tokens.numel():
-                out[tokens] = expert(x[tokens])
-        return out
-
-
 def moe_suite(rounds: int, clock: Callable[[], float]) -> list[dict[str, Any]]:
     from transformers import MixtralConfig, MixtralForCausalLM
 
@@ -299,7 +281,7 @@ def moe_suite(rounds: int, clock: Callable[[], float]) -> list[dict[str, Any]]:
         ("Mixtral, grouped experts, 4 x 64 tokens", mixtral, lambda m: m(ids)),
         (
             "token-choice MoE, 8 x 256 tokens",
-            TokenChoiceMoE().eval(),
+            TokenChoiceMoE(width=256, experts=8).eval(),
             lambda m: [m(x) for x in inputs],
         ),
     ]

@@ -39,28 +39,11 @@ from torch.utils.flop_counter import FlopCounterMode
 import hookstats as hs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hf_models import LLAMA_7B, LLAMA_70B
+
 from models import SmallCNN, TinyTransformer
 
-LLAMA = {
-    "7B": dict(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=32000,
-        max_position_embeddings=4096,
-    ),
-    "70B": dict(
-        hidden_size=8192,
-        intermediate_size=28672,
-        num_hidden_layers=80,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        vocab_size=128256,
-        max_position_embeddings=4096,
-    ),
-}
+LLAMA = {"7B": LLAMA_7B, "70B": LLAMA_70B}
 
 
 def _median_s(fn: Callable[[], object], repeat: int) -> tuple[float, float]:

@@ -6,6 +6,28 @@ from __future__ import annotations
 
 from typing import Any
 
+LLAMA_7B = dict(
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    vocab_size=32000,
+    max_position_embeddings=4096,
+)
+"""Llama-2-7B's shape (6.74 B parameters)."""
+
+LLAMA_70B = dict(
+    hidden_size=8192,
+    intermediate_size=28672,
+    num_hidden_layers=80,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=4096,
+)
+"""A Llama-3-70B-shaped configuration (70.55 B parameters)."""
+
 
 def gpt2_small() -> Any:
     """GPT-2 small: 12 blocks of width 768, vocabulary 50257 (124.4 M parameters)."""
@@ -18,15 +40,7 @@ def llama_32_layers() -> Any:
     """A Llama-2-7B-shaped decoder: 32 layers of width 4096, MLP 11008, vocabulary 32000."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=32000,
-    )
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(LlamaConfig(**LLAMA_7B))
 
 
 def tiny_gpt2(layers: int = 2) -> Any:

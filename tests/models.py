@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -73,18 +74,24 @@ class KeywordOnly(nn.Module):
 
 
 class TinyAttention(nn.Module):
-    """Functional ops inside a forward: matmul and SDPA, no parameters of its own but q/k/v."""
+    """Functional ops inside a forward: matmul and SDPA (causal), no parameters of its own but
+    q/k/v. ``eager=True`` writes the attention out (matmul, softmax, no mask), where
+    FlopCounterMode is exact."""
 
-    def __init__(self, dim: int = 16, heads: int = 2):
+    def __init__(self, dim: int = 16, heads: int = 2, *, eager: bool = False):
         super().__init__()
-        self.heads = heads
+        self.heads, self.eager = heads, eager
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.eager:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
+            y = torch.softmax(scores, dim=-1) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -129,3 +136,22 @@ class RaisesInside(nn.Module):
 class Boom(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise ValueError("boom")
+
+
+class TokenChoiceMoE(nn.Module):
+    """Top-1 routing to one Linear per expert (``nonzero``): the experts' calls and token
+    counts depend on the data."""
+
+    def __init__(self, width: int = 8, experts: int = 4) -> None:
+        super().__init__()
+        self.gate = nn.Linear(width, experts)
+        self.experts = nn.ModuleList(nn.Linear(width, width) for _ in range(experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        choice = self.gate(x).argmax(-1)
+        out = torch.zeros_like(x)
+        for index, expert in enumerate(self.experts):
+            tokens = (choice == index).nonzero().flatten()
+            if tokens.numel():
+                out[tokens] = expert(x[tokens])
+        return out

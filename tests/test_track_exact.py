@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 import hookstats as hs
 from hookstats.errors import TrackError
 
-from models import MLP, SmallCNN
+from models import MLP, SmallCNN, TokenChoiceMoE
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated:FutureWarning"),
@@ -148,24 +148,6 @@ class EarlyExit(nn.Module):
             if x.abs().mean() < 0.3:
                 break
         return x
-
-
-class TokenChoiceMoE(nn.Module):
-    """Top-1 routing with one Linear per expert: experts see data-dependent token counts."""
-
-    def __init__(self, width: int = 8, experts: int = 4) -> None:
-        super().__init__()
-        self.gate = nn.Linear(width, experts)
-        self.experts = nn.ModuleList(nn.Linear(width, width) for _ in range(experts))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        choice = self.gate(x).argmax(-1)
-        out = torch.zeros_like(x)
-        for index, expert in enumerate(self.experts):
-            tokens = (choice == index).nonzero().flatten()
-            if tokens.numel():
-                out[tokens] = expert(x[tokens])
-        return out
 
 
 SCALES = [0.1, 3, 0.1, 5, 0.2, 1, 2, 0.1, 4, 3, 0.5, 0.3] * 3  # same shapes, other values

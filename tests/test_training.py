@@ -5,7 +5,6 @@ view, the CLI, and the model given back exactly as it was."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
@@ -36,22 +35,6 @@ def step_macs(report) -> int:
 def column(report, name) -> dict[str, int]:
     frame = report.to_frame()
     return dict(zip(frame["hook_point"], frame[name], strict=True))
-
-
-class EagerAttention(nn.Module):
-    """Attention written out (matmul, softmax): FlopCounterMode is exact on it."""
-
-    def __init__(self, dim: int = 16, heads: int = 2):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
-        return self.out((weights @ v).transpose(1, 2).reshape(b, t, d))
 
 
 class ConvTransposeNet(nn.Module):
@@ -197,7 +180,7 @@ CASES = {
     "mlp": (lambda: MLP((8, 16, 4)), lambda: torch.randn(2, 8)),
     "small_cnn": (SmallCNN, lambda: torch.randn(4, 1, 28, 28)),
     "eager_attention": (
-        lambda: nn.Sequential(nn.Linear(16, 16), EagerAttention()),
+        lambda: nn.Sequential(nn.Linear(16, 16), TinyAttention(eager=True)),
         lambda: torch.randn(3, 5, 16),
     ),
     "conv_transpose_bn": (ConvTransposeNet, lambda: torch.randn(4, 3, 16, 16)),
